@@ -1,0 +1,1 @@
+//! Whole-node tests (see `tests/` of this crate).
