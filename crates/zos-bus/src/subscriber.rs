@@ -190,7 +190,6 @@ async fn run(broker: Broker, mut commands: mpsc::UnboundedReceiver<Command>, sha
         }
         if lost {
             tracing::info!(broker = broker.url(), channels = subs.len(), "stream subscriber reconnected");
-            lost = false;
         }
         backoff = Duration::from_millis(100);
         for done in pending.drain(..) {
