@@ -109,12 +109,24 @@ impl ObjectContract {
 }
 
 /// Check the number of JSON arguments against a declaration.
-pub fn check_json_count(args: &[Value], fixed: usize, variadic: bool, signature: &str) -> Result<(), String> {
+pub fn check_json_count(
+    args: &[Value],
+    fixed: usize,
+    variadic: bool,
+    signature: &str,
+) -> Result<(), String> {
     if args.len() == fixed || (variadic && args.len() > fixed) {
         Ok(())
     } else {
-        let expect = if variadic { format!("at least {fixed}") } else { fixed.to_string() };
-        Err(format!("{signature} takes {expect} argument(s), got {}", args.len()))
+        let expect = if variadic {
+            format!("at least {fixed}")
+        } else {
+            fixed.to_string()
+        };
+        Err(format!(
+            "{signature} takes {expect} argument(s), got {}",
+            args.len()
+        ))
     }
 }
 
@@ -131,13 +143,18 @@ pub fn json_arg<T: serde::de::DeserializeOwned + serde::Serialize>(
 }
 
 /// Decode a method output as `T` and turn it into JSON.
-pub fn json_output<T: serde::de::DeserializeOwned + serde::Serialize>(output: &Output, what: &str) -> Result<Value, zos_bus::Error> {
+pub fn json_output<T: serde::de::DeserializeOwned + serde::Serialize>(
+    output: &Output,
+    what: &str,
+) -> Result<Value, zos_bus::Error> {
     let v: T = zos_bus::client::decode_output(output, what)?;
     Ok(serde_json::to_value(&v).unwrap_or(Value::Null))
 }
 
 /// Decode an event as `T` and turn it into JSON.
-pub fn json_event<T: serde::de::DeserializeOwned + serde::Serialize>(raw: &[u8]) -> Result<Value, String> {
+pub fn json_event<T: serde::de::DeserializeOwned + serde::Serialize>(
+    raw: &[u8],
+) -> Result<Value, String> {
     let v: T = zos_types::msgpack::from_slice(raw).map_err(|e| e.to_string())?;
     serde_json::to_value(&v).map_err(|e| e.to_string())
 }
@@ -145,29 +162,45 @@ pub fn json_event<T: serde::de::DeserializeOwned + serde::Serialize>(raw: &[u8])
 /// First line of a doc comment gathered from `#[doc = ...]` attributes.
 pub fn first_doc_line(lines: &[&str]) -> &'static str {
     // Leaked once per describe() call of the CLI; contracts are static data.
-    let text = lines.iter().map(|l| l.trim()).find(|l| !l.is_empty()).unwrap_or("");
+    let text = lines
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     Box::leak(text.to_string().into_boxed_str())
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __ret {
-    () => { () };
-    ($t:ty) => { $t };
+    () => {
+        ()
+    };
+    ($t:ty) => {
+        $t
+    };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __ret_name {
-    () => { "()" };
-    ($t:ty) => { stringify!($t) };
+    () => {
+        "()"
+    };
+    ($t:ty) => {
+        stringify!($t)
+    };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __output {
-    ($r:expr) => { $crate::bus::codec::unit_output($r) };
-    ($r:expr, $t:ty) => { $crate::bus::codec::value_output::<$t>($r) };
+    ($r:expr) => {
+        $crate::bus::codec::unit_output($r)
+    };
+    ($r:expr, $t:ty) => {
+        $crate::bus::codec::value_output::<$t>($r)
+    };
 }
 
 #[doc(hidden)]
@@ -180,15 +213,23 @@ macro_rules! __count {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __is_some {
-    () => { false };
-    ($x:ident) => { true };
+    () => {
+        false
+    };
+    ($x:ident) => {
+        true
+    };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __variadic_meta {
-    () => { None };
-    ($n:ident, $t:ty) => { Some((stringify!($n), stringify!($t))) };
+    () => {
+        None
+    };
+    ($n:ident, $t:ty) => {
+        Some((stringify!($n), stringify!($t)))
+    };
 }
 
 /// Declare a bus object. See the [module docs](crate::contract).

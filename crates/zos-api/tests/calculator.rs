@@ -1,8 +1,8 @@
 //! End-to-end tests of a contract-generated object against a real redis-server: calls and replies, both error
 //! kinds, variadic calls, streams, the status object, deadlines, concurrency, and a server killed mid-call.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use zos_api::bus::{CallError, Client, Error, Server, StreamSink};
@@ -103,12 +103,22 @@ impl Running {
 
 fn serve(redis: &RedisServer, calc: Arc<Calc>, concurrency: usize) -> Running {
     let broker = zos_api::bus::Broker::parse(&redis.url()).unwrap();
-    let server = Server::new("calc", broker).concurrency(concurrency).register(CalculatorContract::server(calc));
+    let server = Server::new("calc", broker)
+        .concurrency(concurrency)
+        .register(CalculatorContract::server(calc));
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
-        server.run(async { let _ = rx.await; }).await.unwrap();
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
     });
-    Running { stop: Some(tx), task }
+    Running {
+        stop: Some(tx),
+        task,
+    }
 }
 
 fn client(redis: &RedisServer) -> CalculatorClient {
@@ -132,41 +142,82 @@ async fn calls_return_values_errors_and_protocol_errors() {
 
     // Application errors carry the message and kind.
     let err = calc.divide(1.0, 0.0).await.unwrap_err();
-    assert!(matches!(&err, Error::Call { message, .. } if message == "division by zero"), "{err:?}");
+    assert!(
+        matches!(&err, Error::Call { message, .. } if message == "division by zero"),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), Some("invalid_input"));
     let err = calc.fail().await.unwrap_err();
     assert_eq!(err.to_string(), "boom");
 
     // Variadic: any number of trailing arguments.
     assert_eq!(calc.join("-".into(), vec![]).await.unwrap(), "");
-    assert_eq!(calc.join("-".into(), vec!["a".into(), "b".into(), "c".into()]).await.unwrap(), "a-b-c");
+    assert_eq!(
+        calc.join("-".into(), vec!["a".into(), "b".into(), "c".into()])
+            .await
+            .unwrap(),
+        "a-b-c"
+    );
 
     // A panic in a handler becomes a protocol error; the server keeps serving.
     let err = calc.crash().await.unwrap_err();
-    assert!(matches!(&err, Error::Protocol { message, .. } if message.contains("paniced") && message.contains("caught fire")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Protocol { message, .. } if message.contains("paniced") && message.contains("caught fire")),
+        "{err:?}"
+    );
     assert_eq!(calc.add(2.0, 2.0).await.unwrap(), 4.0);
 
     // Protocol errors from raw calls: unknown method, wrong argument count, wrong type.
     let bus = calc.bus();
     let id = CalculatorContract::object_id();
-    let err = bus.request("calc", &id, "Nope", vec![], Default::default()).await.unwrap_err();
-    assert!(matches!(&err, Error::Protocol { message, .. } if message == "not a function"), "{err:?}");
-    let one = zos_types::msgpack::to_vec(&1.0f64).unwrap();
-    let err = bus.request("calc", &id, "Add", vec![one.clone()], Default::default()).await.unwrap_err();
-    assert!(matches!(&err, Error::Protocol { message, .. } if message == "invalid number of arguments expecting 2 got 1"), "{err:?}");
-    let x = zos_types::msgpack::to_vec("x").unwrap();
-    let err = bus.request("calc", &id, "Add", vec![x, one.clone()], Default::default()).await.unwrap_err();
-    assert!(matches!(&err, Error::Protocol { message, .. } if message.starts_with("invalid argument type [0] expecting f64")), "{err:?}");
     let err = bus
-        .request("calc", &zos_api::bus::ObjectId::new("calculator", "9.9"), "Add", vec![], zos_api::bus::CallOptions::timeout(Duration::from_millis(300)))
+        .request("calc", &id, "Nope", vec![], Default::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::NoServer { .. }), "a wrong version is nobody's queue: {err:?}");
+    assert!(
+        matches!(&err, Error::Protocol { message, .. } if message == "not a function"),
+        "{err:?}"
+    );
+    let one = zos_types::msgpack::to_vec(&1.0f64).unwrap();
+    let err = bus
+        .request("calc", &id, "Add", vec![one.clone()], Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol { message, .. } if message == "invalid number of arguments expecting 2 got 1"),
+        "{err:?}"
+    );
+    let x = zos_types::msgpack::to_vec("x").unwrap();
+    let err = bus
+        .request("calc", &id, "Add", vec![x, one.clone()], Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol { message, .. } if message.starts_with("invalid argument type [0] expecting f64")),
+        "{err:?}"
+    );
+    let err = bus
+        .request(
+            "calc",
+            &zos_api::bus::ObjectId::new("calculator", "9.9"),
+            "Add",
+            vec![],
+            zos_api::bus::CallOptions::timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NoServer { .. }),
+        "a wrong version is nobody's queue: {err:?}"
+    );
 
     // Go integer arguments are accepted for float parameters.
     let i1 = zos_types::msgpack::to_vec(&1i64).unwrap();
     let i2 = zos_types::msgpack::to_vec(&2i64).unwrap();
-    let out: f64 = bus.call("calc", &id, "Add", vec![i1, i2], Default::default()).await.unwrap();
+    let out: f64 = bus
+        .call("calc", &id, "Add", vec![i1, i2], Default::default())
+        .await
+        .unwrap();
     assert_eq!(out, 3.0);
     server.stop().await;
 }
@@ -181,26 +232,45 @@ async fn status_object_reports_objects_and_busy_workers() {
     let server = serve(&redis, calc_impl.clone(), 2);
     let calc = client(&redis);
 
-    let status = calc.bus().status("calc", Duration::from_secs(3)).await.unwrap();
+    let status = calc
+        .bus()
+        .status("calc", Duration::from_secs(3))
+        .await
+        .unwrap();
     assert_eq!(status.objects, vec![CalculatorContract::object_id()]);
     assert_eq!(status.workers.len(), 2);
     assert!(status.workers.iter().all(|w| w.action.is_empty()));
 
     // While a call runs, one worker is busy with it, and the status object still answers.
     let slow = calc.clone();
-    let call = tokio::spawn(async move { slow.sleep(GoDuration::from(Duration::from_millis(800))).await });
+    let call = tokio::spawn(async move {
+        slow.sleep(GoDuration::from(Duration::from_millis(800)))
+            .await
+    });
     while calc_impl.sleeps_started.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let status = calc.bus().status("calc", Duration::from_secs(3)).await.unwrap();
-    let busy: Vec<_> = status.workers.iter().filter(|w| !w.action.is_empty()).collect();
+    let status = calc
+        .bus()
+        .status("calc", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let busy: Vec<_> = status
+        .workers
+        .iter()
+        .filter(|w| !w.action.is_empty())
+        .collect();
     assert_eq!(busy.len(), 1, "{status:?}");
     assert_eq!(busy[0].action, "calculator@1.0.Sleep()");
     assert!(!busy[0].start_time.is_zero());
     call.await.unwrap().unwrap();
 
     // No server for a module: a clear error, quickly.
-    let err = calc.bus().status("nobody", Duration::from_millis(300)).await.unwrap_err();
+    let err = calc
+        .bus()
+        .status("nobody", Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NoServer { .. }), "{err:?}");
     server.stop().await;
 }
@@ -218,13 +288,19 @@ async fn concurrency_is_the_number_of_workers() {
         let calls: Vec<_> = (0..8)
             .map(|_| {
                 let c = calc.clone();
-                tokio::spawn(async move { c.sleep(GoDuration::from(Duration::from_millis(150))).await })
+                tokio::spawn(
+                    async move { c.sleep(GoDuration::from(Duration::from_millis(150))).await },
+                )
             })
             .collect();
         for c in calls {
             c.await.unwrap().unwrap();
         }
-        assert_eq!(calc_impl.max_in_flight.load(Ordering::SeqCst), workers, "with {workers} workers");
+        assert_eq!(
+            calc_impl.max_in_flight.load(Ordering::SeqCst),
+            workers,
+            "with {workers} workers"
+        );
         server.stop().await;
     }
 }
@@ -238,7 +314,11 @@ async fn deadlines_bound_every_call() {
     let calc = client(&redis);
 
     // Nobody serves the module: the call fails at its deadline and the request is withdrawn from the queue.
-    let err = calc.with_timeout(Duration::from_millis(300)).add(1.0, 1.0).await.unwrap_err();
+    let err = calc
+        .with_timeout(Duration::from_millis(300))
+        .add(1.0, 1.0)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NoServer { .. }), "{err:?}");
     assert_eq!(redis.cli(&["LLEN", "calc.calculator@1.0"]), "0");
 
@@ -255,9 +335,16 @@ async fn deadlines_bound_every_call() {
     // A request queued behind that slow call, whose caller gives up before it is pulled, is never run.
     let impatient = calc.with_timeout(Duration::from_millis(300));
     let err = impatient.sleep(GoDuration(1)).await.unwrap_err();
-    assert!(matches!(err, Error::NoServer { .. }), "the queued request was withdrawn: {err:?}");
+    assert!(
+        matches!(err, Error::NoServer { .. }),
+        "the queued request was withdrawn: {err:?}"
+    );
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(calc_impl.sleeps_started.load(Ordering::SeqCst), 1, "the expired request must not run");
+    assert_eq!(
+        calc_impl.sleeps_started.load(Ordering::SeqCst),
+        1,
+        "the expired request must not run"
+    );
     server.stop().await;
 }
 
@@ -270,7 +357,11 @@ async fn a_server_killed_mid_call_does_not_hang_the_caller() {
     let url = redis.url();
     let calc_impl = Arc::new(Calc::default());
     // The server runs on its own runtime, which we tear down mid-call: every task dies, as in a crash.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let server_impl = calc_impl.clone();
     let broker = zos_api::bus::Broker::parse(&url).unwrap();
     runtime.spawn(async move {
@@ -281,7 +372,8 @@ async fn a_server_killed_mid_call_does_not_hang_the_caller() {
     assert_eq!(calc.add(1.0, 1.0).await.unwrap(), 2.0);
 
     let slow = calc.with_timeout(Duration::from_secs(2));
-    let call = tokio::spawn(async move { slow.sleep(GoDuration::from(Duration::from_secs(30))).await });
+    let call =
+        tokio::spawn(async move { slow.sleep(GoDuration::from(Duration::from_secs(30))).await });
     while calc_impl.sleeps_started.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -312,14 +404,24 @@ async fn streams_deliver_events_and_survive_a_redis_restart() {
     // Two subscribers of one client share one connection and both get events.
     let mut again = calc.ticks().await.unwrap();
     again.recv().await.unwrap().unwrap();
-    assert_eq!(calc.bus().subscribed_channels().get("calc.calculator@1.0.Ticks"), Some(&2));
+    assert_eq!(
+        calc.bus()
+            .subscribed_channels()
+            .get("calc.calculator@1.0.Ticks"),
+        Some(&2)
+    );
     drop(again);
 
     // Redis restarts under the running client and server: calls and the stream recover by themselves.
     redis.restart();
     let mut recovered = false;
     for _ in 0..100 {
-        if calc.with_timeout(Duration::from_millis(500)).add(1.0, 1.0).await.is_ok() {
+        if calc
+            .with_timeout(Duration::from_millis(500))
+            .add(1.0, 1.0)
+            .await
+            .is_ok()
+        {
             recovered = true;
             break;
         }
@@ -336,7 +438,10 @@ async fn streams_deliver_events_and_survive_a_redis_restart() {
         }
     })
     .await;
-    assert!(event.is_ok(), "the stream delivers events after the redis restart");
+    assert!(
+        event.is_ok(),
+        "the stream delivers events after the redis restart"
+    );
     server.stop().await;
 }
 
@@ -370,8 +475,20 @@ fn contract_metadata_types_json_arguments() {
     let err = (add.encode_json_args)(&[serde_json::json!(1)]).unwrap_err();
     assert!(err.contains("takes 2 argument(s), got 1"), "{err}");
     let join = c.method("Join").unwrap();
-    assert_eq!(join.signature(), "Join(sep: String, words: ...String) -> String");
-    assert_eq!((join.encode_json_args)(&[serde_json::json!("-"), serde_json::json!("a"), serde_json::json!("b")]).unwrap().len(), 3);
+    assert_eq!(
+        join.signature(),
+        "Join(sep: String, words: ...String) -> String"
+    );
+    assert_eq!(
+        (join.encode_json_args)(&[
+            serde_json::json!("-"),
+            serde_json::json!("a"),
+            serde_json::json!("b")
+        ])
+        .unwrap()
+        .len(),
+        3
+    );
     assert_eq!(c.stream("Ticks").unwrap().item, "u64");
     assert_eq!(c.method("Fail").unwrap().signature(), "Fail()");
 }

@@ -19,7 +19,10 @@ pub const DEFAULT_BROKER: &str = "unix:///var/run/redis.sock";
 impl Broker {
     /// Parse a broker address (see the module docs for the forms).
     pub fn parse(url: &str) -> Result<Broker, Error> {
-        let bad = |reason: &str| Error::BadBroker { url: url.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| Error::BadBroker {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
         let redis_url = if let Some(path) = url.strip_prefix("unix://") {
             if !path.starts_with('/') {
                 return Err(bad("a unix socket path must be absolute (unix:///path)"));
@@ -35,10 +38,15 @@ impl Broker {
         } else if url.starts_with("redis://") || url.starts_with("redis+unix://") {
             url.to_string()
         } else {
-            return Err(bad("expected unix:///path, tcp://host:port or redis://host:port"));
+            return Err(bad(
+                "expected unix:///path, tcp://host:port or redis://host:port",
+            ));
         };
         let client = redis::Client::open(redis_url.as_str()).map_err(|e| bad(&e.to_string()))?;
-        Ok(Broker { url: url.to_string(), client })
+        Ok(Broker {
+            url: url.to_string(),
+            client,
+        })
     }
 
     /// The address as given.
@@ -58,7 +66,10 @@ impl Broker {
         self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| Error::Broker { url: self.url.clone(), source: e })
+            .map_err(|e| Error::Broker {
+                url: self.url.clone(),
+                source: e,
+            })
     }
 }
 
@@ -75,7 +86,13 @@ mod tests {
 
     #[test]
     fn accepts_go_and_redis_forms() {
-        for ok in ["unix:///var/run/redis.sock", "/tmp/r.sock", "tcp://127.0.0.1:6379", "tcp://secret@127.0.0.1:6379", "redis://127.0.0.1:1"] {
+        for ok in [
+            "unix:///var/run/redis.sock",
+            "/tmp/r.sock",
+            "tcp://127.0.0.1:6379",
+            "tcp://secret@127.0.0.1:6379",
+            "redis://127.0.0.1:1",
+        ] {
             Broker::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in ["unix://var/run/redis.sock", "http://x", "redis.sock"] {

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
-use zos_types::msgpack;
+use serde::de::DeserializeOwned;
 use zos_types::GoTime;
+use zos_types::msgpack;
 
 use crate::subscriber::{Subscriber, Subscription};
-use crate::wire::{keys, ObjectId, Output, Request, Response, Status};
+use crate::wire::{ObjectId, Output, Request, Response, Status, keys};
 use crate::{Broker, Error};
 
 /// Deadline used when a call does not set one.
@@ -36,7 +36,9 @@ pub struct CallOptions {
 
 impl Default for CallOptions {
     fn default() -> Self {
-        CallOptions { timeout: DEFAULT_TIMEOUT }
+        CallOptions {
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 }
 
@@ -62,7 +64,9 @@ struct Inner {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("broker", &self.inner.broker.url()).finish()
+        f.debug_struct("Client")
+            .field("broker", &self.inner.broker.url())
+            .finish()
     }
 }
 
@@ -74,7 +78,9 @@ struct Lease<'a> {
 
 impl Lease<'_> {
     fn conn(&mut self) -> &mut redis::aio::MultiplexedConnection {
-        self.conn.as_mut().expect("lease holds a connection until released")
+        self.conn
+            .as_mut()
+            .expect("lease holds a connection until released")
     }
 
     fn release(mut self) {
@@ -111,12 +117,20 @@ impl Client {
     }
 
     async fn lease(&self) -> Result<Lease<'_>, Error> {
-        let pooled = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pooled = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
         let conn = match pooled {
             Some(c) => c,
             None => self.inner.broker.dedicated().await?,
         };
-        Ok(Lease { client: &self.inner, conn: Some(conn) })
+        Ok(Lease {
+            client: &self.inner,
+            conn: Some(conn),
+        })
     }
 
     /// Send one request and wait for its reply. `inputs` are the already-encoded arguments.
@@ -142,26 +156,45 @@ impl Client {
             method: method.to_string(),
             deadline: Some(GoTime::from(std::time::SystemTime::now() + opts.timeout)),
         };
-        let payload = msgpack::to_vec(&request)
-            .map_err(|source| Error::Encode { what: format!("request {queue} {method}"), source })?;
-        let broker_err = |source| Error::Broker { url: self.inner.broker.url().to_string(), source };
+        let payload = msgpack::to_vec(&request).map_err(|source| Error::Encode {
+            what: format!("request {queue} {method}"),
+            source,
+        })?;
+        let broker_err = |source| Error::Broker {
+            url: self.inner.broker.url().to_string(),
+            source,
+        };
 
         let mut lease = self.lease().await?;
         // RPUSH the request and BLPOP the reply in one round trip. Redis takes fractional BLPOP timeouts.
         let wait = opts.timeout.as_secs_f64().max(0.001);
         let mut pipe = redis::pipe();
-        pipe.cmd("RPUSH").arg(&queue).arg(&payload).ignore().cmd("BLPOP").arg(&id).arg(wait);
+        pipe.cmd("RPUSH")
+            .arg(&queue)
+            .arg(&payload)
+            .ignore()
+            .cmd("BLPOP")
+            .arg(&id)
+            .arg(wait);
         // A guard against a broker that stops answering altogether.
         let guard = opts.timeout + Duration::from_secs(2);
-        let reply: Option<(String, Vec<u8>)> =
-            match tokio::time::timeout(guard, pipe.query_async::<(Option<(String, Vec<u8>)>,)>(lease.conn())).await {
-                Ok(Ok((reply,))) => reply,
-                Ok(Err(e)) => return Err(broker_err(e)),
-                // The broker stopped answering: the connection is in an unknown state and is dropped with the lease.
-                Err(_) => {
-                    return Err(Error::Timeout { queue, method: method.to_string(), waited: started.elapsed() });
-                }
-            };
+        let reply: Option<(String, Vec<u8>)> = match tokio::time::timeout(
+            guard,
+            pipe.query_async::<(Option<(String, Vec<u8>)>,)>(lease.conn()),
+        )
+        .await
+        {
+            Ok(Ok((reply,))) => reply,
+            Ok(Err(e)) => return Err(broker_err(e)),
+            // The broker stopped answering: the connection is in an unknown state and is dropped with the lease.
+            Err(_) => {
+                return Err(Error::Timeout {
+                    queue,
+                    method: method.to_string(),
+                    waited: started.elapsed(),
+                });
+            }
+        };
 
         let Some((_, raw)) = reply else {
             // Withdraw the request if nobody took it, so it cannot run after we gave up.
@@ -175,20 +208,37 @@ impl Client {
             lease.release();
             let waited = started.elapsed();
             return Err(if removed > 0 {
-                Error::NoServer { module: module.to_string(), queue, waited }
+                Error::NoServer {
+                    module: module.to_string(),
+                    queue,
+                    waited,
+                }
             } else {
-                Error::Timeout { queue, method: method.to_string(), waited }
+                Error::Timeout {
+                    queue,
+                    method: method.to_string(),
+                    waited,
+                }
             });
         };
         lease.release();
 
-        let response: Response = msgpack::from_slice(&raw)
-            .map_err(|source| Error::Decode { what: format!("reply from {queue} {method}"), source })?;
+        let response: Response = msgpack::from_slice(&raw).map_err(|source| Error::Decode {
+            what: format!("reply from {queue} {method}"),
+            source,
+        })?;
         if response.id != id {
-            return Err(Error::Mismatch { expected: id, got: response.id });
+            return Err(Error::Mismatch {
+                expected: id,
+                got: response.id,
+            });
         }
         if let Some(message) = response.error {
-            return Err(Error::Protocol { queue, method: method.to_string(), message });
+            return Err(Error::Protocol {
+                queue,
+                method: method.to_string(),
+                message,
+            });
         }
         Ok(response.output)
     }
@@ -208,7 +258,14 @@ impl Client {
 
     /// Ask a module's status object which objects it serves and what its workers do.
     pub async fn status(&self, module: &str, timeout: Duration) -> Result<Status, Error> {
-        self.call(module, &ObjectId::status(), "", Vec::new(), CallOptions::timeout(timeout)).await
+        self.call(
+            module,
+            &ObjectId::status(),
+            "",
+            Vec::new(),
+            CallOptions::timeout(timeout),
+        )
+        .await
     }
 
     /// Subscribe to a stream channel, decoding each event as `T`.
@@ -217,8 +274,14 @@ impl Client {
     /// re-subscribed) when Redis restarts. Events are best-effort: those published while disconnected are
     /// lost, and when the subscriber does not keep up, events beyond its buffer are dropped and counted
     /// ([`Subscription::dropped`]).
-    pub async fn subscribe<T: DeserializeOwned>(&self, channel: String) -> Result<Subscription<T>, Error> {
-        self.inner.subscriber.subscribe(channel, self.inner.stream_buffer).await
+    pub async fn subscribe<T: DeserializeOwned>(
+        &self,
+        channel: String,
+    ) -> Result<Subscription<T>, Error> {
+        self.inner
+            .subscriber
+            .subscribe(channel, self.inner.stream_buffer)
+            .await
     }
 
     /// Subscribe to the stream `stream` of `module`'s `object`.
@@ -239,17 +302,26 @@ impl Client {
 
 /// Encode one argument for a request.
 pub fn encode_arg<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, Error> {
-    msgpack::to_vec(value).map_err(|source| Error::Encode { what: what.to_string(), source })
+    msgpack::to_vec(value).map_err(|source| Error::Encode {
+        what: what.to_string(),
+        source,
+    })
 }
 
 /// Turn a method's output into its result: the application error, or the decoded return value.
 pub fn decode_output<T: DeserializeOwned>(output: &Output, what: &str) -> Result<T, Error> {
     if let Some(e) = &output.error {
-        return Err(Error::Call { message: e.message.clone(), kind: e.kind.clone() });
+        return Err(Error::Call {
+            message: e.message.clone(),
+            kind: e.kind.clone(),
+        });
     }
     let data: &[u8] = match &output.data {
         Some(d) => d,
         None => &[0xc0],
     };
-    msgpack::from_slice(data).map_err(|source| Error::Decode { what: format!("result of {what}"), source })
+    msgpack::from_slice(data).map_err(|source| Error::Decode {
+        what: format!("result of {what}"),
+        source,
+    })
 }

@@ -16,17 +16,34 @@ pub enum Error {
         source: redis::RedisError,
     },
     /// Nobody took the request from the object's queue before the deadline; the request was withdrawn.
-    #[error("no server is serving {queue}: the request waited {waited:?} and nobody took it (is the {module} daemon running?)")]
-    NoServer { module: String, queue: String, waited: Duration },
+    #[error(
+        "no server is serving {queue}: the request waited {waited:?} and nobody took it (is the {module} daemon running?)"
+    )]
+    NoServer {
+        module: String,
+        queue: String,
+        waited: Duration,
+    },
     /// A server took the request but did not reply before the deadline.
     #[error("{queue} {method}: timed out after {waited:?} waiting for the reply")]
-    Timeout { queue: String, method: String, waited: Duration },
+    Timeout {
+        queue: String,
+        method: String,
+        waited: Duration,
+    },
     /// The server rejected the call itself (unknown object or method, bad arguments, a crash in the handler).
     #[error("{queue} {method}: {message}")]
-    Protocol { queue: String, method: String, message: String },
+    Protocol {
+        queue: String,
+        method: String,
+        message: String,
+    },
     /// The method ran and returned an error.
     #[error("{message}")]
-    Call { message: String, kind: Option<String> },
+    Call {
+        message: String,
+        kind: Option<String>,
+    },
     /// An argument could not be encoded.
     #[error("encoding {what}")]
     Encode {

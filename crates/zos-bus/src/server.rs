@@ -25,9 +25,11 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 use tokio::sync::Semaphore;
-use zos_types::{msgpack, GoTime};
+use zos_types::{GoTime, msgpack};
 
-use crate::wire::{self, keys, ObjectId, Output, Request, Response, Status, WorkerState, WorkerStatus};
+use crate::wire::{
+    self, ObjectId, Output, Request, Response, Status, WorkerState, WorkerStatus, keys,
+};
 use crate::{Broker, Error};
 
 /// A boxed, sendable future.
@@ -52,12 +54,20 @@ impl ServerObject {
         id: ObjectId,
         handler: impl Fn(String, Vec<ByteBuf>) -> BoxFuture<DispatchResult> + Send + Sync + 'static,
     ) -> Self {
-        ServerObject { id, handler: Arc::new(handler), streams: Vec::new() }
+        ServerObject {
+            id,
+            handler: Arc::new(handler),
+            streams: Vec::new(),
+        }
     }
 
     /// Add a stream: `start` runs once when the server starts (again if it returns) and publishes events
     /// through its sink.
-    pub fn with_stream(mut self, name: &str, start: impl Fn(RawSink) -> BoxFuture<()> + Send + Sync + 'static) -> Self {
+    pub fn with_stream(
+        mut self,
+        name: &str,
+        start: impl Fn(RawSink) -> BoxFuture<()> + Send + Sync + 'static,
+    ) -> Self {
         self.streams.push((name.to_string(), Arc::new(start)));
         self
     }
@@ -77,7 +87,10 @@ pub(crate) struct SharedConn {
 
 impl SharedConn {
     pub(crate) fn new(broker: Broker) -> Self {
-        SharedConn { broker, conn: Arc::new(tokio::sync::Mutex::new(None)) }
+        SharedConn {
+            broker,
+            conn: Arc::new(tokio::sync::Mutex::new(None)),
+        }
     }
 
     async fn get(&self) -> Result<redis::aio::MultiplexedConnection, Error> {
@@ -93,7 +106,10 @@ impl SharedConn {
             .client()
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| Error::Broker { url: self.broker.url().to_string(), source: e })?;
+            .map_err(|e| Error::Broker {
+                url: self.broker.url().to_string(),
+                source: e,
+            })?;
         *guard = Some(c.clone());
         Ok(c)
     }
@@ -115,7 +131,10 @@ impl SharedConn {
                 }
             }
         }
-        Err(Error::Broker { url: self.broker.url().to_string(), source: last.expect("loop ran") })
+        Err(Error::Broker {
+            url: self.broker.url().to_string(),
+            source: last.expect("loop ran"),
+        })
     }
 }
 
@@ -151,7 +170,10 @@ impl RawSink {
 
     /// A typed view of this sink.
     pub fn typed<T: Serialize>(self) -> StreamSink<T> {
-        StreamSink { raw: self, _type: PhantomData }
+        StreamSink {
+            raw: self,
+            _type: PhantomData,
+        }
     }
 }
 
@@ -163,7 +185,10 @@ pub struct StreamSink<T> {
 
 impl<T> Clone for StreamSink<T> {
     fn clone(&self) -> Self {
-        StreamSink { raw: self.raw.clone(), _type: PhantomData }
+        StreamSink {
+            raw: self.raw.clone(),
+            _type: PhantomData,
+        }
     }
 }
 
@@ -200,15 +225,31 @@ struct Workers {
 
 impl Workers {
     fn new(n: usize) -> Self {
-        let free_worker = WorkerStatus { state: WorkerState::Free, start_time: GoTime::default(), action: String::new() };
-        Workers { status: Mutex::new(vec![free_worker; n]), free: Mutex::new((0..n).rev().collect()) }
+        let free_worker = WorkerStatus {
+            state: WorkerState::Free,
+            start_time: GoTime::default(),
+            action: String::new(),
+        };
+        Workers {
+            status: Mutex::new(vec![free_worker; n]),
+            free: Mutex::new((0..n).rev().collect()),
+        }
     }
 
     fn take(&self, action: String) -> usize {
-        let slot = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or(0);
+        let slot = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or(0);
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = status.get_mut(slot) {
-            *w = WorkerStatus { state: WorkerState::Busy, start_time: GoTime::now(), action };
+            *w = WorkerStatus {
+                state: WorkerState::Busy,
+                start_time: GoTime::now(),
+                action,
+            };
         }
         slot
     }
@@ -216,10 +257,17 @@ impl Workers {
     fn give_back(&self, slot: usize) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = status.get_mut(slot) {
-            *w = WorkerStatus { state: WorkerState::Free, start_time: GoTime::default(), action: String::new() };
+            *w = WorkerStatus {
+                state: WorkerState::Free,
+                start_time: GoTime::default(),
+                action: String::new(),
+            };
         }
         drop(status);
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slot);
     }
 }
 
@@ -240,7 +288,12 @@ const PULL_TIMEOUT_SECS: f64 = 1.0;
 impl Server {
     /// A server for `module` with one worker.
     pub fn new(module: impl Into<String>, broker: Broker) -> Self {
-        Server { module: module.into(), broker, concurrency: 1, objects: Vec::new() }
+        Server {
+            module: module.into(),
+            broker,
+            concurrency: 1,
+            objects: Vec::new(),
+        }
     }
 
     /// How many calls may run at once (at least 1).
@@ -251,7 +304,10 @@ impl Server {
 
     /// Serve an object. The reserved status object `zbus@1.0` cannot be registered.
     pub fn register(mut self, object: ServerObject) -> Self {
-        assert!(object.id != ObjectId::status(), "object id zbus@1.0 is reserved");
+        assert!(
+            object.id != ObjectId::status(),
+            "object id zbus@1.0 is reserved"
+        );
         self.objects.push(object);
         self
     }
@@ -266,12 +322,20 @@ impl Server {
     /// Redis being down is not an error: the server keeps retrying and serves once it is back.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let replies = SharedConn::new(self.broker.clone());
-        let queues: Vec<String> = self.objects.iter().map(|o| keys::queue(&self.module, &o.id)).collect();
+        let queues: Vec<String> = self
+            .objects
+            .iter()
+            .map(|o| keys::queue(&self.module, &o.id))
+            .collect();
         let mut object_ids: Vec<ObjectId> = self.objects.iter().map(|o| o.id.clone()).collect();
         object_ids.sort();
         let shared = Arc::new(Shared {
             module: self.module.clone(),
-            handlers: self.objects.iter().map(|o| (o.id.clone(), o.handler.clone())).collect(),
+            handlers: self
+                .objects
+                .iter()
+                .map(|o| (o.id.clone(), o.handler.clone()))
+                .collect(),
             replies: replies.clone(),
             workers: Workers::new(self.concurrency),
             expired: AtomicU64::new(0),
@@ -300,7 +364,11 @@ impl Server {
         }
 
         // The status object.
-        tasks.push(tokio::spawn(status_loop(self.broker.clone(), shared.clone(), object_ids)));
+        tasks.push(tokio::spawn(status_loop(
+            self.broker.clone(),
+            shared.clone(),
+            object_ids,
+        )));
 
         // Pullers.
         let pullers = self.concurrency.min(MAX_PULLERS);
@@ -326,7 +394,10 @@ impl Server {
         }
         // Wait for running calls to finish.
         let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        if tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all)).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all))
+            .await
+            .is_err()
+        {
             tracing::warn!(module = %self.module, "calls still running after 30s; stopping anyway");
         }
         for t in tasks {
@@ -336,11 +407,18 @@ impl Server {
     }
 }
 
-async fn pull_loop(broker: Broker, queues: Vec<String>, shared: Arc<Shared>, permits: Arc<Semaphore>) {
+async fn pull_loop(
+    broker: Broker,
+    queues: Vec<String>,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+) {
     let mut conn = None;
     let mut failing = false;
     while !shared.stopping.load(Ordering::SeqCst) {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         if conn.is_none() {
             match broker.dedicated().await {
                 Ok(c) => {
@@ -362,8 +440,11 @@ async fn pull_loop(broker: Broker, queues: Vec<String>, shared: Arc<Shared>, per
             }
         }
         let c = conn.as_mut().expect("connected above");
-        let popped: Result<Option<(String, Vec<u8>)>, _> =
-            redis::cmd("BLPOP").arg(&queues).arg(PULL_TIMEOUT_SECS).query_async(c).await;
+        let popped: Result<Option<(String, Vec<u8>)>, _> = redis::cmd("BLPOP")
+            .arg(&queues)
+            .arg(PULL_TIMEOUT_SECS)
+            .query_async(c)
+            .await;
         match popped {
             Ok(Some((_queue, raw))) => {
                 let shared = shared.clone();
@@ -397,7 +478,9 @@ async fn handle(shared: &Shared, raw: Vec<u8>) {
     let request: Request = match msgpack::from_slice(&raw) {
         Ok(r) => r,
         Err(e) => {
-            let reply_to = msgpack::from_slice::<ReplyToOnly>(&raw).ok().and_then(|r| r.reply_to);
+            let reply_to = msgpack::from_slice::<ReplyToOnly>(&raw)
+                .ok()
+                .and_then(|r| r.reply_to);
             match reply_to.filter(|r| wire::looks_like_uuid(r)) {
                 Some(reply_to) => {
                     tracing::warn!(module = %shared.module, error = %e, "malformed request; replying with a protocol error");
@@ -408,7 +491,9 @@ async fn handle(shared: &Shared, raw: Vec<u8>) {
                     };
                     reply(shared, &reply_to, &response).await;
                 }
-                None => tracing::warn!(module = %shared.module, error = %e, "malformed request without a valid reply key; dropped"),
+                None => {
+                    tracing::warn!(module = %shared.module, error = %e, "malformed request without a valid reply key; dropped")
+                }
             }
             return;
         }
@@ -442,15 +527,26 @@ async fn handle(shared: &Shared, raw: Vec<u8>) {
                         .unwrap_or_else(|| "unknown panic".into());
                     tracing::error!(module = %shared.module, object = %request.object, method = %request.method,
                         panic = %what, "bus handler panicked");
-                    Err(format!("remote method call {}.{}() paniced: {what}", request.object, request.method))
+                    Err(format!(
+                        "remote method call {}.{}() paniced: {what}",
+                        request.object, request.method
+                    ))
                 }
             }
         }
     };
     shared.workers.give_back(slot);
     let response = match result {
-        Ok(output) => Response { id: request.id, output, error: None },
-        Err(message) => Response { id: request.id, output: Output::default(), error: Some(message) },
+        Ok(output) => Response {
+            id: request.id,
+            output,
+            error: None,
+        },
+        Err(message) => Response {
+            id: request.id,
+            output: Output::default(),
+            error: Some(message),
+        },
     };
     reply(shared, &request.reply_to, &response).await;
 }
@@ -492,8 +588,11 @@ async fn status_loop(broker: Broker, shared: Arc<Shared>, objects: Vec<ObjectId>
             }
         }
         let c = conn.as_mut().expect("connected above");
-        let popped: Result<Option<(String, Vec<u8>)>, _> =
-            redis::cmd("BLPOP").arg(&queue).arg(PULL_TIMEOUT_SECS).query_async(c).await;
+        let popped: Result<Option<(String, Vec<u8>)>, _> = redis::cmd("BLPOP")
+            .arg(&queue)
+            .arg(PULL_TIMEOUT_SECS)
+            .query_async(c)
+            .await;
         let raw = match popped {
             Ok(Some((_, raw))) => raw,
             Ok(None) => continue,
@@ -503,22 +602,36 @@ async fn status_loop(broker: Broker, shared: Arc<Shared>, objects: Vec<ObjectId>
                 continue;
             }
         };
-        let Ok(request) = msgpack::from_slice::<Request>(&raw) else { continue };
+        let Ok(request) = msgpack::from_slice::<Request>(&raw) else {
+            continue;
+        };
         if !wire::looks_like_uuid(&request.reply_to) {
             continue;
         }
         let status = Status {
             objects: objects.clone(),
-            workers: shared.workers.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            workers: shared
+                .workers
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             expired: Some(shared.expired.load(Ordering::Relaxed)),
         };
         let response = match msgpack::to_vec(&status) {
             Ok(data) => Response {
                 id: request.id,
-                output: Output { data: Some(ByteBuf::from(data)), error: None },
+                output: Output {
+                    data: Some(ByteBuf::from(data)),
+                    error: None,
+                },
                 error: None,
             },
-            Err(e) => Response { id: request.id, output: Output::default(), error: Some(e.to_string()) },
+            Err(e) => Response {
+                id: request.id,
+                output: Output::default(),
+                error: Some(e.to_string()),
+            },
         };
         reply(&shared, &request.reply_to, &response).await;
     }

@@ -26,8 +26,15 @@ struct Slot {
 }
 
 enum Command {
-    Subscribe { channel: String, slot: Slot, done: oneshot::Sender<()> },
-    Unsubscribe { channel: String, id: u64 },
+    Subscribe {
+        channel: String,
+        slot: Slot,
+        done: oneshot::Sender<()>,
+    },
+    Unsubscribe {
+        channel: String,
+        id: u64,
+    },
 }
 
 /// Handle on the shared subscriber task (started lazily on the first subscription).
@@ -60,7 +67,10 @@ impl Subscriber {
     }
 
     pub(crate) fn channels(&self) -> HashMap<String, usize> {
-        self.channels.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) async fn subscribe<T: DeserializeOwned>(
@@ -73,12 +83,27 @@ impl Subscriber {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let commands = self.sender();
         let (done, confirmed) = oneshot::channel();
-        let slot = Slot { id, tx, dropped: dropped.clone() };
+        let slot = Slot {
+            id,
+            tx,
+            dropped: dropped.clone(),
+        };
         // The subscription is registered at once; `confirmed` fires when Redis acknowledged it (or at the
         // first successful connection). Waiting a moment for it lets callers publish right after subscribing.
-        let _ = commands.send(Command::Subscribe { channel: channel.clone(), slot, done });
+        let _ = commands.send(Command::Subscribe {
+            channel: channel.clone(),
+            slot,
+            done,
+        });
         let _ = tokio::time::timeout(Duration::from_secs(2), confirmed).await;
-        Ok(Subscription { channel, id, rx, dropped, commands, _type: PhantomData })
+        Ok(Subscription {
+            channel,
+            id,
+            rx,
+            dropped,
+            commands,
+            _type: PhantomData,
+        })
     }
 }
 
@@ -96,7 +121,10 @@ impl<T: DeserializeOwned> Subscription<T> {
     /// The next event; `None` when the client's subscriber has shut down.
     pub async fn recv(&mut self) -> Option<Result<T, Error>> {
         let raw = self.rx.recv().await?;
-        Some(msgpack::from_slice(&raw).map_err(|source| Error::Decode { what: format!("event on {}", self.channel), source }))
+        Some(msgpack::from_slice(&raw).map_err(|source| Error::Decode {
+            what: format!("event on {}", self.channel),
+            source,
+        }))
     }
 
     /// The next event as raw msgpack.
@@ -117,7 +145,10 @@ impl<T: DeserializeOwned> Subscription<T> {
 
 impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Unsubscribe { channel: std::mem::take(&mut self.channel), id: self.id });
+        let _ = self.commands.send(Command::Unsubscribe {
+            channel: std::mem::take(&mut self.channel),
+            id: self.id,
+        });
     }
 }
 
@@ -127,9 +158,17 @@ fn publish_channels(subs: &Subscribers, shared: &Mutex<HashMap<String, usize>>) 
 }
 
 /// Apply a command to the table; returns the channel to (un)subscribe on Redis, if any.
-fn apply(subs: &mut Subscribers, cmd: Command, pending: &mut Vec<oneshot::Sender<()>>) -> Option<(bool, String)> {
+fn apply(
+    subs: &mut Subscribers,
+    cmd: Command,
+    pending: &mut Vec<oneshot::Sender<()>>,
+) -> Option<(bool, String)> {
     match cmd {
-        Command::Subscribe { channel, slot, done } => {
+        Command::Subscribe {
+            channel,
+            slot,
+            done,
+        } => {
             pending.push(done);
             let list = subs.entry(channel.clone()).or_default();
             list.push(slot);
@@ -147,7 +186,11 @@ fn apply(subs: &mut Subscribers, cmd: Command, pending: &mut Vec<oneshot::Sender
     }
 }
 
-async fn run(broker: Broker, mut commands: mpsc::UnboundedReceiver<Command>, shared: Arc<Mutex<HashMap<String, usize>>>) {
+async fn run(
+    broker: Broker,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Mutex<HashMap<String, usize>>>,
+) {
     let mut subs: Subscribers = HashMap::new();
     let mut pending: Vec<oneshot::Sender<()>> = Vec::new();
     let mut backoff = Duration::from_millis(100);
@@ -189,7 +232,11 @@ async fn run(broker: Broker, mut commands: mpsc::UnboundedReceiver<Command>, sha
             continue;
         }
         if lost {
-            tracing::info!(broker = broker.url(), channels = subs.len(), "stream subscriber reconnected");
+            tracing::info!(
+                broker = broker.url(),
+                channels = subs.len(),
+                "stream subscriber reconnected"
+            );
         }
         backoff = Duration::from_millis(100);
         for done in pending.drain(..) {
@@ -240,7 +287,10 @@ async fn run(broker: Broker, mut commands: mpsc::UnboundedReceiver<Command>, sha
                 }
             }
         }
-        tracing::warn!(broker = broker.url(), "stream subscriber connection closed; reconnecting");
+        tracing::warn!(
+            broker = broker.url(),
+            "stream subscriber connection closed; reconnecting"
+        );
         lost = true;
         tokio::time::sleep(backoff).await;
     }

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use zos_types::go::{nullable, GoTime};
+use zos_types::go::{GoTime, nullable};
 
 /// Redis queue, reply and channel naming, and the reserved status object.
 pub mod keys {
@@ -48,7 +48,10 @@ pub struct ObjectId {
 impl ObjectId {
     /// An object id from its parts.
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
-        ObjectId { name: name.into(), version: version.into() }
+        ObjectId {
+            name: name.into(),
+            version: version.into(),
+        }
     }
 
     /// Parse `name@version` (split on the first `@`) or `name`.
@@ -67,7 +70,11 @@ impl ObjectId {
 
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.version.is_empty() { f.write_str(&self.name) } else { write!(f, "{}@{}", self.name, self.version) }
+        if self.version.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}@{}", self.name, self.version)
+        }
     }
 }
 
@@ -104,12 +111,18 @@ pub struct CallError {
 impl CallError {
     /// An error with a message and no kind.
     pub fn msg(message: impl fmt::Display) -> Self {
-        CallError { message: message.to_string(), kind: None }
+        CallError {
+            message: message.to_string(),
+            kind: None,
+        }
     }
 
     /// An error with a message and a stable kind.
     pub fn with_kind(kind: &str, message: impl fmt::Display) -> Self {
-        CallError { message: message.to_string(), kind: Some(kind.to_string()) }
+        CallError {
+            message: message.to_string(),
+            kind: Some(kind.to_string()),
+        }
     }
 }
 
@@ -132,7 +145,10 @@ impl<E: std::error::Error> From<E> for CallError {
             }
             source = s.source();
         }
-        CallError { message, kind: None }
+        CallError {
+            message,
+            kind: None,
+        }
     }
 }
 
@@ -207,10 +223,19 @@ mod tests {
 
     #[test]
     fn object_id_forms() {
-        assert_eq!(ObjectId::parse("storage@0.0.1"), ObjectId::new("storage", "0.0.1"));
+        assert_eq!(
+            ObjectId::parse("storage@0.0.1"),
+            ObjectId::new("storage", "0.0.1")
+        );
         assert_eq!(ObjectId::parse("plain").to_string(), "plain");
-        assert_eq!(keys::queue("storage", &ObjectId::new("storage", "0.0.1")), "storage.storage@0.0.1");
-        assert_eq!(keys::stream("node", &ObjectId::new("system", "0.0.1"), "CPU"), "node.system@0.0.1.CPU");
+        assert_eq!(
+            keys::queue("storage", &ObjectId::new("storage", "0.0.1")),
+            "storage.storage@0.0.1"
+        );
+        assert_eq!(
+            keys::stream("node", &ObjectId::new("system", "0.0.1"), "CPU"),
+            "node.system@0.0.1.CPU"
+        );
     }
 
     #[test]
@@ -243,6 +268,9 @@ mod tests {
                 Some(&self.0)
             }
         }
-        assert_eq!(CallError::from(Outer(Inner)).message, "creating volume: disk full");
+        assert_eq!(
+            CallError::from(Outer(Inner)).message,
+            "creating volume: disk full"
+        );
     }
 }

@@ -1,15 +1,15 @@
 //! Server behaviour at the wire level, against a real redis-server: malformed requests, reply keys that are not
 //! UUIDs, requests pulled after their deadline, replies with an expiry.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 use zos_bus::wire::{Request, Response};
-use zos_bus::{codec, Broker, CallOptions, Client, ObjectId, Server, ServerObject};
+use zos_bus::{Broker, CallOptions, Client, ObjectId, Server, ServerObject, codec};
 use zos_testkit::RedisServer;
-use zos_types::{msgpack, GoTime};
+use zos_types::{GoTime, msgpack};
 
 fn echo_object(runs: Arc<AtomicUsize>) -> ServerObject {
     ServerObject::new(ObjectId::new("echo", "1.0"), move |method, inputs| {
@@ -29,22 +29,45 @@ fn echo_object(runs: Arc<AtomicUsize>) -> ServerObject {
 }
 
 async fn start(redis: &RedisServer, runs: Arc<AtomicUsize>) -> tokio::sync::oneshot::Sender<()> {
-    let server = Server::new("raw", Broker::parse(&redis.url()).unwrap()).register(echo_object(runs));
+    let server =
+        Server::new("raw", Broker::parse(&redis.url()).unwrap()).register(echo_object(runs));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move { server.run(async { let _ = rx.await; }).await.unwrap() });
+    tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap()
+    });
     tx
 }
 
 async fn rpush(redis: &RedisServer, key: &str, payload: &[u8]) {
     let client = redis::Client::open(format!("redis+unix://{}", redis.socket().display())).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("RPUSH").arg(key).arg(payload).query_async(&mut conn).await.unwrap();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(key)
+        .arg(payload)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }
 
 async fn blpop(redis: &RedisServer, key: &str, secs: f64) -> Option<Vec<u8>> {
     let client = redis::Client::open(format!("redis+unix://{}", redis.socket().display())).unwrap();
-    let mut conn = client.get_multiplexed_async_connection_with_config(&redis::AsyncConnectionConfig::new().set_response_timeout(None)).await.unwrap();
-    let r: Option<(String, Vec<u8>)> = redis::cmd("BLPOP").arg(key).arg(secs).query_async(&mut conn).await.unwrap();
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
+        .await
+        .unwrap();
+    let r: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+        .arg(key)
+        .arg(secs)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     r.map(|(_, v)| v)
 }
 
@@ -105,8 +128,18 @@ async fn malformed_requests_get_a_protocol_error_and_never_crash_the_server() {
         #[serde(rename = "Inputs")]
         inputs: &'a str,
     }
-    rpush(&redis, "raw.echo@1.0", &msgpack::to_vec(&Bad { reply_to: &id, inputs: "not a list" }).unwrap()).await;
-    let reply: Response = msgpack::from_slice(&blpop(&redis, &id, 5.0).await.expect("a reply")).unwrap();
+    rpush(
+        &redis,
+        "raw.echo@1.0",
+        &msgpack::to_vec(&Bad {
+            reply_to: &id,
+            inputs: "not a list",
+        })
+        .unwrap(),
+    )
+    .await;
+    let reply: Response =
+        msgpack::from_slice(&blpop(&redis, &id, 5.0).await.expect("a reply")).unwrap();
     assert!(reply.error.unwrap().starts_with("invalid request"));
 
     // Plain garbage and a ReplyTo that is not a UUID: dropped, and no foreign key is written.
@@ -116,7 +149,16 @@ async fn malformed_requests_get_a_protocol_error_and_never_crash_the_server() {
     // The server still serves, and by now (one worker, FIFO) it has seen both.
     let client = Client::connect(&redis.url()).unwrap();
     let input = msgpack::to_vec("still here").unwrap();
-    let out: String = client.call("raw", &ObjectId::new("echo", "1.0"), "Echo", vec![input], CallOptions::default()).await.unwrap();
+    let out: String = client
+        .call(
+            "raw",
+            &ObjectId::new("echo", "1.0"),
+            "Echo",
+            vec![input],
+            CallOptions::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(out, "still here");
     assert_eq!(redis.cli(&["EXISTS", "victim-key"]), "0");
     assert_eq!(runs.load(Ordering::SeqCst), 1, "only the valid call ran");
@@ -138,9 +180,20 @@ async fn a_request_pulled_after_its_deadline_is_dropped_not_run() {
 
     let runs = Arc::new(AtomicUsize::new(0));
     let _stop = start(&redis, runs.clone()).await;
-    assert!(blpop(&redis, &valid_id, 5.0).await.is_some(), "the valid request runs");
-    assert_eq!(redis.cli(&["EXISTS", &expired_id]), "0", "the expired one gets no reply");
+    assert!(
+        blpop(&redis, &valid_id, 5.0).await.is_some(),
+        "the valid request runs"
+    );
+    assert_eq!(
+        redis.cli(&["EXISTS", &expired_id]),
+        "0",
+        "the expired one gets no reply"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 1, "and is not run");
-    let status = Client::connect(&redis.url()).unwrap().status("raw", Duration::from_secs(3)).await.unwrap();
+    let status = Client::connect(&redis.url())
+        .unwrap()
+        .status("raw", Duration::from_secs(3))
+        .await
+        .unwrap();
     assert_eq!(status.expired, Some(1));
 }

@@ -3,7 +3,9 @@
 
 use serde_bytes::ByteBuf;
 use zos_bus::codec;
-use zos_bus::wire::{CallError, ObjectId, Output, Request, Response, Status, WorkerState, WorkerStatus};
+use zos_bus::wire::{
+    CallError, ObjectId, Output, Request, Response, Status, WorkerState, WorkerStatus,
+};
 use zos_types::msgpack::{from_slice, to_vec};
 use zos_types::{GoDuration, GoTime};
 
@@ -49,8 +51,16 @@ fn request(inputs: Vec<Vec<u8>>, method: &str) -> Request {
 
 fn response(output: Result<Output, String>) -> Response {
     match output {
-        Ok(output) => Response { id: ID.into(), output, error: None },
-        Err(e) => Response { id: ID.into(), output: Output::default(), error: Some(e) },
+        Ok(output) => Response {
+            id: ID.into(),
+            output,
+            error: None,
+        },
+        Err(e) => Response {
+            id: ID.into(),
+            output: Output::default(),
+            error: Some(e),
+        },
     }
 }
 
@@ -78,8 +88,14 @@ const ADD_INPUTS: &str = "92 c409cb3ff0000000000000 c409cb4000000000000000";
 
 #[test]
 fn add_request_and_reply() {
-    check_request(request(vec![arg(1.0f64), arg(2.0f64)], "Add"), request_hex(ADD_INPUTS, "a3416464"));
-    check_response(response(codec::value_output(Ok(3.0f64))), response_hex("c409cb4008000000000000", "c0", "c0"));
+    check_request(
+        request(vec![arg(1.0f64), arg(2.0f64)], "Add"),
+        request_hex(ADD_INPUTS, "a3416464"),
+    );
+    check_response(
+        response(codec::value_output(Ok(3.0f64))),
+        response_hex("c409cb4008000000000000", "c0", "c0"),
+    );
 }
 
 #[test]
@@ -94,10 +110,15 @@ fn add_sub_returns_an_array() {
 fn divide_error_keeps_the_zero_value_in_data() {
     check_request(
         request(vec![arg(1.0f64), arg(0.0f64)], "Divide"),
-        request_hex("92 c409cb3ff0000000000000 c409cb0000000000000000", "a6446976696465"),
+        request_hex(
+            "92 c409cb3ff0000000000000 c409cb0000000000000000",
+            "a6446976696465",
+        ),
     );
     check_response(
-        response(codec::value_output::<f64>(Err(CallError::msg("division by zero")))),
+        response(codec::value_output::<f64>(Err(CallError::msg(
+            "division by zero",
+        )))),
         response_hex(
             "c409cb0000000000000000",
             &format!("81 a74d657373616765 b0{}", hex::encode("division by zero")),
@@ -110,21 +131,37 @@ fn divide_error_keeps_the_zero_value_in_data() {
 fn avg_takes_a_slice() {
     check_request(
         request(vec![arg(vec![10.0f64, 10.0, 10.0])], "Avg"),
-        request_hex("91 c41c 93 cb4024000000000000 cb4024000000000000 cb4024000000000000", "a3417667"),
+        request_hex(
+            "91 c41c 93 cb4024000000000000 cb4024000000000000 cb4024000000000000",
+            "a3417667",
+        ),
     );
-    let go = from_slice::<Request>(&request_hex("91 c41c 93 cb4024000000000000 cb4024000000000000 cb4024000000000000", "a3417667")).unwrap();
+    let go = from_slice::<Request>(&request_hex(
+        "91 c41c 93 cb4024000000000000 cb4024000000000000 cb4024000000000000",
+        "a3417667",
+    ))
+    .unwrap();
     let v: Vec<f64> = codec::decode_arg(&go.inputs, 0, "[]float64").unwrap();
     assert_eq!(v, vec![10.0, 10.0, 10.0]);
-    check_response(response(codec::value_output(Ok(1.0f64))), response_hex("c409cb3ff0000000000000", "c0", "c0"));
+    check_response(
+        response(codec::value_output(Ok(1.0f64))),
+        response_hex("c409cb3ff0000000000000", "c0", "c0"),
+    );
 }
 
 #[test]
 fn sleep_returns_only_an_error_so_data_is_nil() {
     check_request(
-        request(vec![arg(GoDuration::from(std::time::Duration::from_secs(1)))], "Sleep"),
+        request(
+            vec![arg(GoDuration::from(std::time::Duration::from_secs(1)))],
+            "Sleep",
+        ),
         request_hex("91 c409 d3000000003b9aca00", "a5536c656570"),
     );
-    check_response(response(codec::unit_output(Ok(()))), response_hex("c0", "c0", "c0"));
+    check_response(
+        response(codec::unit_output(Ok(()))),
+        response_hex("c0", "c0", "c0"),
+    );
 }
 
 #[test]
@@ -155,22 +192,50 @@ fn protocol_errors() {
     let err = codec::check_arg_count(&go.inputs, 2, false).unwrap_err();
     check_response(
         response(Err(err)),
-        response_hex("c0", "c0", &format!("d92d{}", hex::encode("invalid number of arguments expecting 2 got 1"))),
+        response_hex(
+            "c0",
+            "c0",
+            &format!(
+                "d92d{}",
+                hex::encode("invalid number of arguments expecting 2 got 1")
+            ),
+        ),
     );
     // Add("x", 2.0): a type error names the argument position, as Go does.
-    let go = from_slice::<Request>(&request_hex("92 c402a178 c409cb4000000000000000", "a3416464")).unwrap();
+    let go = from_slice::<Request>(&request_hex(
+        "92 c402a178 c409cb4000000000000000",
+        "a3416464",
+    ))
+    .unwrap();
     let err = codec::decode_arg::<f64>(&go.inputs, 0, "float64").unwrap_err();
-    assert!(err.starts_with("invalid argument type [0] expecting float64 got"), "{err}");
+    assert!(
+        err.starts_with("invalid argument type [0] expecting float64 got"),
+        "{err}"
+    );
     // The Go response carrying that error decodes.
-    let go_resp = response_hex("c0", "c0", &format!("d92f{}", hex::encode("invalid argument type [0] expecting float64 got")));
+    let go_resp = response_hex(
+        "c0",
+        "c0",
+        &format!(
+            "d92f{}",
+            hex::encode("invalid argument type [0] expecting float64 got")
+        ),
+    );
     let back: Response = from_slice(&go_resp).unwrap();
-    assert_eq!(back.error.as_deref(), Some("invalid argument type [0] expecting float64 got"));
+    assert_eq!(
+        back.error.as_deref(),
+        Some("invalid argument type [0] expecting float64 got")
+    );
     assert_eq!(back.output.data, None);
 }
 
 #[test]
 fn go_int_arguments_decode_into_float_parameters() {
-    let go = from_slice::<Request>(&request_hex("92 c409d30000000000000001 c409d30000000000000002", "a3416464")).unwrap();
+    let go = from_slice::<Request>(&request_hex(
+        "92 c409d30000000000000001 c409d30000000000000002",
+        "a3416464",
+    ))
+    .unwrap();
     let a: f64 = codec::decode_arg(&go.inputs, 0, "float64").unwrap();
     let b: f64 = codec::decode_arg(&go.inputs, 1, "float64").unwrap();
     assert_eq!(a + b, 3.0);
@@ -191,7 +256,11 @@ fn deadline_is_an_extra_key_go_ignores() {
 fn status_payload_shape() {
     let status = Status {
         objects: vec![ObjectId::new("calculator", "1.0")],
-        workers: vec![WorkerStatus { state: WorkerState::Free, start_time: GoTime::default(), action: String::new() }],
+        workers: vec![WorkerStatus {
+            state: WorkerState::Free,
+            start_time: GoTime::default(),
+            action: String::new(),
+        }],
         expired: None,
     };
     let bytes = to_vec(&status).unwrap();

@@ -94,7 +94,8 @@ pub struct Cmdline {
 impl Cmdline {
     /// Parse a command line.
     pub fn parse(text: &str) -> Result<Cmdline, ConfigError> {
-        let words = shlex::split(text.trim()).ok_or_else(|| ConfigError::Cmdline(format!("unbalanced quotes in {text:?}")))?;
+        let words = shlex::split(text.trim())
+            .ok_or_else(|| ConfigError::Cmdline(format!("unbalanced quotes in {text:?}")))?;
         let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for word in words {
             let (k, v) = match word.split_once('=') {
@@ -108,8 +109,13 @@ impl Cmdline {
 
     /// Read `/proc/cmdline`, or the file named by `ZOS_CMDLINE` when set.
     pub fn load() -> Result<Cmdline, ConfigError> {
-        let path = std::env::var_os("ZOS_CMDLINE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/proc/cmdline"));
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let path = std::env::var_os("ZOS_CMDLINE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/proc/cmdline"));
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
         Cmdline::parse(&text)
     }
 
@@ -120,7 +126,10 @@ impl Cmdline {
 
     /// The last value of a parameter.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.params.get(key).and_then(|v| v.last()).map(String::as_str)
+        self.params
+            .get(key)
+            .and_then(|v| v.last())
+            .map(String::as_str)
     }
 
     /// Every value of a parameter.
@@ -165,16 +174,23 @@ impl KernelParams {
     pub fn from_cmdline(c: &Cmdline) -> Result<KernelParams, ConfigError> {
         let farm_id = match c.get("farmer_id") {
             None | Some("") => None,
-            Some(v) => Some(v.parse().map_err(|_| ConfigError::Cmdline(format!("farmer_id={v:?} is not a farm number")))?),
+            Some(v) => Some(v.parse().map_err(|_| {
+                ConfigError::Cmdline(format!("farmer_id={v:?} is not a farm number"))
+            })?),
         };
         let runmode = match c.get("runmode") {
             Some(v) => RunMode::parse(v),
-            None => std::env::var("ZOS_RUNMODE").map(|v| RunMode::parse(&v)).unwrap_or_default(),
+            None => std::env::var("ZOS_RUNMODE")
+                .map(|v| RunMode::parse(&v))
+                .unwrap_or_default(),
         };
         let vlan = |key: &str| -> Result<Option<u16>, ConfigError> {
             match c.get(key) {
                 None | Some("none") | Some("untagged") | Some("un") | Some("") => Ok(None),
-                Some(v) => v.parse().map(Some).map_err(|_| ConfigError::Cmdline(format!("{key}={v:?} is not a VLAN id"))),
+                Some(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ConfigError::Cmdline(format!("{key}={v:?} is not a VLAN id"))),
             }
         };
         Ok(KernelParams {
@@ -182,12 +198,22 @@ impl KernelParams {
             runmode,
             version: c.get("version").unwrap_or("v3").to_string(),
             farm_secret: c.get("secret").unwrap_or("").to_string(),
-            relays: c.all("relay").iter().filter(|r| !r.is_empty()).cloned().collect(),
+            relays: c
+                .all("relay")
+                .iter()
+                .filter(|r| !r.is_empty())
+                .cloned()
+                .collect(),
             debug: c.has("zos-debug"),
             debug_vm: c.has("zos-debug-vm"),
             disable_gpu: c.has("disable-gpu"),
             missing_ssd: c.has("missing-ssd"),
-            ssh_users: c.all("ssh-user").iter().filter(|u| !u.is_empty()).cloned().collect(),
+            ssh_users: c
+                .all("ssh-user")
+                .iter()
+                .filter(|u| !u.is_empty())
+                .cloned()
+                .collect(),
             vlan_private: vlan("vlan:priv")?,
             vlan_public: vlan("vlan:pub")?,
             domain: c.get("domain").unwrap_or("").to_string(),
@@ -219,7 +245,9 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { broker: format!("unix://{}", paths::REDIS_SOCKET) }
+        BusConfig {
+            broker: format!("unix://{}", paths::REDIS_SOCKET),
+        }
     }
 }
 
@@ -233,7 +261,9 @@ pub struct SystemServices {
 
 impl Default for SystemServices {
     fn default() -> Self {
-        SystemServices { enable: ALL_SERVICES.iter().map(|s| s.to_string()).collect() }
+        SystemServices {
+            enable: ALL_SERVICES.iter().map(|s| s.to_string()).collect(),
+        }
     }
 }
 
@@ -279,7 +309,9 @@ pub struct IdentityConfig {
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        IdentityConfig { root: PathBuf::from("/var/cache/modules/identityd") }
+        IdentityConfig {
+            root: PathBuf::from("/var/cache/modules/identityd"),
+        }
     }
 }
 
@@ -322,7 +354,10 @@ pub struct HubConfig {
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig { url: "https://v4.hub.threefold.me".into(), storage: "zdb://v4.hub.threefold.me:9940".into() }
+        HubConfig {
+            url: "https://v4.hub.threefold.me".into(),
+            storage: "zdb://v4.hub.threefold.me:9940".into(),
+        }
     }
 }
 
@@ -336,7 +371,9 @@ pub struct FlistConfig {
 
 impl Default for FlistConfig {
     fn default() -> Self {
-        FlistConfig { root: PathBuf::from("/var/cache/modules/flistd") }
+        FlistConfig {
+            root: PathBuf::from("/var/cache/modules/flistd"),
+        }
     }
 }
 
@@ -375,13 +412,24 @@ impl NodeConfig {
     /// file (`ZOS_CONFIG` or `/etc/zos/config.toml`, optional) and the process environment.
     pub fn load() -> Result<NodeConfig, ConfigError> {
         let cmdline = Cmdline::load()?;
-        let path = std::env::var_os("ZOS_CONFIG").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+        let path = std::env::var_os("ZOS_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("ZOS_CONFIG").is_none() => None,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && std::env::var_os("ZOS_CONFIG").is_none() =>
+            {
+                None
+            }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        NodeConfig::from_parts(&cmdline, text.as_deref().map(|t| (path.as_path(), t)), std::env::vars())
+        NodeConfig::from_parts(
+            &cmdline,
+            text.as_deref().map(|t| (path.as_path(), t)),
+            std::env::vars(),
+        )
     }
 
     /// Build from explicit parts (for tests and tools): a command line, an optional `(path, text)` config
@@ -395,13 +443,21 @@ impl NodeConfig {
         let mut table = match file {
             Some((path, text)) => text
                 .parse::<toml::Table>()
-                .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?,
+                .map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?,
             None => toml::Table::new(),
         };
         for (var, value) in env {
-            let Some(rest) = var.strip_prefix("ZOS__") else { continue };
+            let Some(rest) = var.strip_prefix("ZOS__") else {
+                continue;
+            };
             let Some((section, key)) = rest.split_once("__") else {
-                return Err(ConfigError::Env { var: var.clone(), message: "expected ZOS__<SECTION>__<KEY>".into() });
+                return Err(ConfigError::Env {
+                    var: var.clone(),
+                    message: "expected ZOS__<SECTION>__<KEY>".into(),
+                });
             };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
             let parsed = format!("v = {value}")
@@ -409,22 +465,37 @@ impl NodeConfig {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(value.clone()));
-            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => {
                     t.insert(key, parsed);
                 }
-                _ => return Err(ConfigError::Env { var, message: format!("[{section}] is not a table") }),
+                _ => {
+                    return Err(ConfigError::Env {
+                        var,
+                        message: format!("[{section}] is not a table"),
+                    });
+                }
             }
         }
-        let path = file.map(|(p, _)| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("<defaults and environment>"));
-        let parsed: FileConfig = FileConfig::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        let path = file
+            .map(|(p, _)| p.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("<defaults and environment>"));
+        let parsed: FileConfig =
+            FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         for name in &parsed.system_services.enable {
             if !ALL_SERVICES.contains(&name.as_str()) {
                 return Err(ConfigError::Parse {
                     path,
-                    message: format!("[system_services] enable: unknown service {name:?} (known: {})", ALL_SERVICES.join(", ")),
+                    message: format!(
+                        "[system_services] enable: unknown service {name:?} (known: {})",
+                        ALL_SERVICES.join(", ")
+                    ),
                 });
             }
         }
@@ -484,7 +555,11 @@ impl NodeConfig {
 mod tests {
     use super::*;
 
-    fn cfg(cmdline: &str, file: Option<&str>, env: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+    fn cfg(
+        cmdline: &str,
+        file: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<NodeConfig, ConfigError> {
         let c = Cmdline::parse(cmdline).unwrap();
         NodeConfig::from_parts(
             &c,
@@ -504,8 +579,14 @@ mod tests {
         assert_eq!(c.kernel.vlan_private, None);
         assert_eq!(c.registrar_url(), "http://registrar.dev4.grid.tf");
         // Unknown run modes are prod, as in Go; long names are understood.
-        assert_eq!(cfg("runmode=whatever", None, &[]).unwrap().kernel.runmode, RunMode::Prod);
-        assert_eq!(cfg("runmode=testing", None, &[]).unwrap().kernel.runmode, RunMode::Test);
+        assert_eq!(
+            cfg("runmode=whatever", None, &[]).unwrap().kernel.runmode,
+            RunMode::Prod
+        );
+        assert_eq!(
+            cfg("runmode=testing", None, &[]).unwrap().kernel.runmode,
+            RunMode::Test
+        );
         // No farmer_id: an orphan.
         assert_eq!(cfg("", None, &[]).unwrap().kernel.farm_id, None);
         let err = cfg("farmer_id=abc", None, &[]).unwrap_err();
@@ -531,7 +612,16 @@ mod tests {
             [registrar]
             url = "http://10.0.0.1:8080/"
         "#;
-        let c = cfg("runmode=dev", Some(file), &[("ZOS__BUS__BROKER", "unix:///tmp/r.sock"), ("ZOS__STORAGE__WORKERS", "4"), ("PATH", "/bin")]).unwrap();
+        let c = cfg(
+            "runmode=dev",
+            Some(file),
+            &[
+                ("ZOS__BUS__BROKER", "unix:///tmp/r.sock"),
+                ("ZOS__STORAGE__WORKERS", "4"),
+                ("PATH", "/bin"),
+            ],
+        )
+        .unwrap();
         assert!(c.service_enabled("storaged") && !c.service_enabled("vmd"));
         assert_eq!(c.storage.devices, vec![PathBuf::from("/dev/loop7")]);
         assert_eq!(c.storage.workers, 4);
@@ -544,9 +634,13 @@ mod tests {
 
     #[test]
     fn bad_input_names_what_was_wrong() {
-        let err = cfg("", Some("[storage]\ndevicez = []\n"), &[]).unwrap_err().to_string();
+        let err = cfg("", Some("[storage]\ndevicez = []\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("devicez"), "{err}");
-        let err = cfg("", Some("[system_services]\nenable = [\"nope\"]\n"), &[]).unwrap_err().to_string();
+        let err = cfg("", Some("[system_services]\nenable = [\"nope\"]\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown service \"nope\""), "{err}");
         let err = cfg("", Some("not toml ["), &[]).unwrap_err().to_string();
         assert!(err.contains("/etc/zos/config.toml"), "{err}");
@@ -566,7 +660,8 @@ mod example {
             std::iter::empty(),
         )
         .unwrap();
-        let d = super::NodeConfig::from_parts(&super::Cmdline::default(), None, std::iter::empty()).unwrap();
+        let d = super::NodeConfig::from_parts(&super::Cmdline::default(), None, std::iter::empty())
+            .unwrap();
         assert_eq!(c, d);
     }
 }

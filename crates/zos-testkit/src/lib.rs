@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 
 /// Whether missing prerequisites must fail tests rather than skip them (`CI=true` or `ZOS_TEST_PRIVILEGED=1`).
 pub fn strict() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
-        || std::env::var("ZOS_TEST_PRIVILEGED").map(|v| v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+        || std::env::var("ZOS_TEST_PRIVILEGED")
+            .map(|v| v == "1")
+            .unwrap_or(false)
 }
 
 /// Check a prerequisite. Returns `true` when met. When not met: panics in CI (strict mode), otherwise prints
@@ -18,7 +22,9 @@ pub fn prerequisite(met: bool, what: &str) -> bool {
         return true;
     }
     if strict() {
-        panic!("test prerequisite missing: {what} (CI=true: missing prerequisites fail, they are never skipped)");
+        panic!(
+            "test prerequisite missing: {what} (CI=true: missing prerequisites fail, they are never skipped)"
+        );
     }
     eprintln!("SKIPPED: test prerequisite missing: {what}");
     false
@@ -65,7 +71,10 @@ pub fn require_root() -> bool {
 
 /// Whether `cmd` is installed (fails in CI when it is not).
 pub fn require_command(cmd: &str) -> bool {
-    prerequisite(has_command(cmd), &format!("the `{cmd}` command (run `cargo xtask test`, which installs it)"))
+    prerequisite(
+        has_command(cmd),
+        &format!("the `{cmd}` command (run `cargo xtask test`, which installs it)"),
+    )
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -101,7 +110,10 @@ pub struct RedisServer {
 impl RedisServer {
     /// Start a server and wait until it answers. Panics when redis-server is missing or does not come up.
     pub fn start() -> RedisServer {
-        let dir = tempfile::Builder::new().prefix("zos-redis-").tempdir().expect("temp dir for redis");
+        let dir = tempfile::Builder::new()
+            .prefix("zos-redis-")
+            .tempdir()
+            .expect("temp dir for redis");
         let mut server = RedisServer { dir, child: None };
         server.spawn();
         server
@@ -118,11 +130,22 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let bin = which("redis-server").expect("redis-server is not installed (run `cargo xtask test`, which installs it)");
+        let bin = which("redis-server")
+            .expect("redis-server is not installed (run `cargo xtask test`, which installs it)");
         let child = Command::new(bin)
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -147,7 +170,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server did not answer on {} within 10s", self.socket().display());
+        panic!(
+            "redis-server did not answer on {} within 10s",
+            self.socket().display()
+        );
     }
 
     /// Kill the server (its data is lost; the socket disappears).

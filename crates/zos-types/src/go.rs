@@ -85,7 +85,9 @@ impl<'de> Deserialize<'de> for Bytes {
                 Ok(Bytes(v))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
-                base64_decode(v).map(Bytes).ok_or_else(|| E::custom(format!("invalid base64: {v:?}")))
+                base64_decode(v)
+                    .map(Bytes)
+                    .ok_or_else(|| E::custom(format!("invalid base64: {v:?}")))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Bytes, E> {
                 Ok(Bytes::default())
@@ -111,7 +113,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -183,13 +189,19 @@ impl<'de> Deserialize<'de> for GoDuration {
                 Ok(GoDuration(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<GoDuration, E> {
-                i64::try_from(v).map(GoDuration).map_err(|_| E::custom("duration overflows i64"))
+                i64::try_from(v)
+                    .map(GoDuration)
+                    .map_err(|_| E::custom("duration overflows i64"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<GoDuration, E> {
                 Ok(GoDuration(v as i64))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<GoDuration, E> {
-                parse_duration(v).ok_or_else(|| E::custom(format!("invalid duration {v:?} (use e.g. 500ms, 30s, 5m, 1h)")))
+                parse_duration(v).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid duration {v:?} (use e.g. 500ms, 30s, 5m, 1h)"
+                    ))
+                })
             }
         }
         d.deserialize_any(V)
@@ -230,7 +242,10 @@ pub struct GoTime {
 
 impl Default for GoTime {
     fn default() -> Self {
-        GoTime { secs: GO_ZERO_UNIX, nanos: 0 }
+        GoTime {
+            secs: GO_ZERO_UNIX,
+            nanos: 0,
+        }
     }
 }
 
@@ -248,7 +263,10 @@ impl GoTime {
 
     /// From Unix seconds and nanoseconds (nanos above 1e9 are carried into seconds).
     pub fn from_unix(secs: i64, nanos: u32) -> Self {
-        GoTime { secs: secs + i64::from(nanos / 1_000_000_000), nanos: nanos % 1_000_000_000 }
+        GoTime {
+            secs: secs + i64::from(nanos / 1_000_000_000),
+            nanos: nanos % 1_000_000_000,
+        }
     }
 
     /// Seconds since the Unix epoch.
@@ -268,7 +286,11 @@ impl GoTime {
 
     /// As a `SystemTime` (times before the epoch are clamped to it).
     pub fn to_system_time(&self) -> SystemTime {
-        if self.secs < 0 { UNIX_EPOCH } else { UNIX_EPOCH + Duration::new(self.secs as u64, self.nanos) }
+        if self.secs < 0 {
+            UNIX_EPOCH
+        } else {
+            UNIX_EPOCH + Duration::new(self.secs as u64, self.nanos)
+        }
     }
 
     /// The msgpack extension payload, in the layout Go chooses.
@@ -292,10 +314,16 @@ impl GoTime {
     /// Parse an extension payload of 4, 8 or 12 bytes.
     pub fn from_ext_bytes(data: &[u8]) -> Option<Self> {
         match data.len() {
-            4 => Some(GoTime { secs: i64::from(u32::from_be_bytes(data.try_into().ok()?)), nanos: 0 }),
+            4 => Some(GoTime {
+                secs: i64::from(u32::from_be_bytes(data.try_into().ok()?)),
+                nanos: 0,
+            }),
             8 => {
                 let v = u64::from_be_bytes(data.try_into().ok()?);
-                Some(GoTime { secs: (v & 0x3_ffff_ffff) as i64, nanos: (v >> 34) as u32 })
+                Some(GoTime {
+                    secs: (v & 0x3_ffff_ffff) as i64,
+                    nanos: (v >> 34) as u32,
+                })
             }
             12 => Some(GoTime {
                 nanos: u32::from_be_bytes(data[0..4].try_into().ok()?),
@@ -316,18 +344,31 @@ impl GoTime {
             let s = format!(".{:09}", self.nanos);
             s.trim_end_matches('0').to_string()
         };
-        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
     }
 
     /// Parse RFC 3339 (`Z` or a numeric offset).
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         let b = text.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        {
             return None;
         }
         let num = |s: &str| s.parse::<i64>().ok();
         let (y, mo, d) = (num(&text[0..4])?, num(&text[5..7])?, num(&text[8..10])?);
-        let (h, mi, s) = (num(&text[11..13])?, num(&text[14..16])?, num(&text[17..19])?);
+        let (h, mi, s) = (
+            num(&text[11..13])?,
+            num(&text[14..16])?,
+            num(&text[17..19])?,
+        );
         let mut rest = &text[19..];
         let mut nanos = 0u32;
         if let Some(r) = rest.strip_prefix('.') {
@@ -345,7 +386,10 @@ impl GoTime {
             _ => return None,
         };
         let days = days_from_civil(y, mo as u32, d as u32);
-        Some(GoTime { secs: days * 86_400 + h * 3600 + mi * 60 + s - offset, nanos })
+        Some(GoTime {
+            secs: days * 86_400 + h * 3600 + mi * 60 + s - offset,
+            nanos,
+        })
     }
 }
 
@@ -376,7 +420,10 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 impl From<SystemTime> for GoTime {
     fn from(t: SystemTime) -> Self {
         match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => GoTime { secs: d.as_secs() as i64, nanos: d.subsec_nanos() },
+            Ok(d) => GoTime {
+                secs: d.as_secs() as i64,
+                nanos: d.subsec_nanos(),
+            },
             Err(e) => {
                 let d = e.duration();
                 let mut secs = -(d.as_secs() as i64);
@@ -400,7 +447,10 @@ impl Serialize for GoTime {
         if s.is_human_readable() {
             s.serialize_str(&self.to_rfc3339())
         } else {
-            s.serialize_newtype_struct(EXT_STRUCT_NAME, &(-1i8, serde_bytes::Bytes::new(&self.ext_bytes())))
+            s.serialize_newtype_struct(
+                EXT_STRUCT_NAME,
+                &(-1i8, serde_bytes::Bytes::new(&self.ext_bytes())),
+            )
         }
     }
 }
@@ -415,7 +465,8 @@ impl<'de> Deserialize<'de> for GoTime {
                     f.write_str("an RFC 3339 time or Unix seconds")
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<GoTime, E> {
-                    GoTime::parse_rfc3339(v).ok_or_else(|| E::custom(format!("invalid RFC 3339 time {v:?}")))
+                    GoTime::parse_rfc3339(v)
+                        .ok_or_else(|| E::custom(format!("invalid RFC 3339 time {v:?}")))
                 }
                 fn visit_i64<E: de::Error>(self, v: i64) -> Result<GoTime, E> {
                     Ok(GoTime::from_unix(v, 0))
@@ -432,10 +483,13 @@ impl<'de> Deserialize<'de> for GoTime {
         } else {
             let ExtStruct((tag, data)) = ExtStruct::deserialize(d)?;
             if tag != -1 {
-                return Err(de::Error::custom(format!("time: unexpected extension type {tag}")));
+                return Err(de::Error::custom(format!(
+                    "time: unexpected extension type {tag}"
+                )));
             }
-            GoTime::from_ext_bytes(&data)
-                .ok_or_else(|| de::Error::custom(format!("time: invalid extension length {}", data.len())))
+            GoTime::from_ext_bytes(&data).ok_or_else(|| {
+                de::Error::custom(format!("time: invalid extension length {}", data.len()))
+            })
         }
     }
 }
@@ -507,13 +561,17 @@ impl<'de> Deserialize<'de> for Ip {
                 f.write_str("an IP address (4 or 16 bytes, or text)")
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Ip, E> {
-                Ip::from_go_bytes(v).map(Ip).ok_or_else(|| E::custom(format!("invalid IP length {}", v.len())))
+                Ip::from_go_bytes(v)
+                    .map(Ip)
+                    .ok_or_else(|| E::custom(format!("invalid IP length {}", v.len())))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Ip, E> {
                 if v.is_empty() {
                     return Ok(Ip(None));
                 }
-                IpAddr::from_str(v).map(|a| Ip(Some(a))).map_err(|_| E::custom(format!("invalid IP address {v:?}")))
+                IpAddr::from_str(v)
+                    .map(|a| Ip(Some(a)))
+                    .map_err(|_| E::custom(format!("invalid IP address {v:?}")))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Ip, E> {
                 Ok(Ip(None))
@@ -555,7 +613,14 @@ impl IpNet {
     fn prefix_of(mask: &[u8]) -> Option<u8> {
         let ones: u32 = mask.iter().map(|b| b.count_ones()).sum();
         // Canonical masks only: ones then zeros.
-        let expect = IpNet::mask_bytes(if mask.len() == 4 { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() }, ones as u8);
+        let expect = IpNet::mask_bytes(
+            if mask.len() == 4 {
+                Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                Ipv6Addr::UNSPECIFIED.into()
+            },
+            ones as u8,
+        );
         (expect == mask).then_some(ones as u8)
     }
 }
@@ -572,9 +637,13 @@ impl fmt::Display for IpNet {
 impl FromStr for IpNet {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("invalid network {s:?}: missing /prefix"))?;
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid network {s:?}: missing /prefix"))?;
         let ip = IpAddr::from_str(ip).map_err(|_| format!("invalid network {s:?}: bad address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| format!("invalid network {s:?}: bad prefix"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| format!("invalid network {s:?}: bad prefix"))?;
         if prefix > if ip.is_ipv4() { 32 } else { 128 } {
             return Err(format!("invalid network {s:?}: prefix too long"));
         }
@@ -608,9 +677,17 @@ impl Serialize for IpNet {
         match self.0 {
             Some((ip, p)) => {
                 let mask = IpNet::mask_bytes(ip, p);
-                Wire { ip: Ip(Some(ip)), mask: Some(serde_bytes::Bytes::new(&mask)) }.serialize(s)
+                Wire {
+                    ip: Ip(Some(ip)),
+                    mask: Some(serde_bytes::Bytes::new(&mask)),
+                }
+                .serialize(s)
             }
-            None => Wire { ip: Ip(None), mask: None }.serialize(s),
+            None => Wire {
+                ip: Ip(None),
+                mask: None,
+            }
+            .serialize(s),
         }
     }
 }
@@ -628,10 +705,19 @@ impl<'de> Deserialize<'de> for IpNet {
         match (w.ip.0, w.mask.0.as_slice()) {
             (None, _) => Ok(IpNet(None)),
             (Some(ip), mask) => {
-                let prefix = IpNet::prefix_of(mask).ok_or_else(|| de::Error::custom("IPNet: non-canonical mask"))?;
+                let prefix = IpNet::prefix_of(mask)
+                    .ok_or_else(|| de::Error::custom("IPNet: non-canonical mask"))?;
                 // A 16-byte mask on an IPv4 address counts the 96 mapped-prefix bits.
-                let prefix = if ip.is_ipv4() && mask.len() == 16 { prefix.saturating_sub(96) } else { prefix };
-                let prefix = if ip.is_ipv6() && mask.len() == 4 { prefix + 96 } else { prefix };
+                let prefix = if ip.is_ipv4() && mask.len() == 16 {
+                    prefix.saturating_sub(96)
+                } else {
+                    prefix
+                };
+                let prefix = if ip.is_ipv6() && mask.len() == 4 {
+                    prefix + 96
+                } else {
+                    prefix
+                };
                 Ok(IpNet::new(ip, prefix))
             }
         }
@@ -666,7 +752,13 @@ pub struct Version {
 impl Version {
     /// A release version without pre-release or build parts.
     pub fn new(major: u64, minor: u64, patch: u64) -> Self {
-        Version { major, minor, patch, pre: Vec::new(), build: Vec::new() }
+        Version {
+            major,
+            minor,
+            patch,
+            pre: Vec::new(),
+            build: Vec::new(),
+        }
     }
 }
 
@@ -675,7 +767,11 @@ impl fmt::Display for Version {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)?;
         for (i, p) in self.pre.iter().enumerate() {
             f.write_str(if i == 0 { "-" } else { "." })?;
-            if p.is_num { write!(f, "{}", p.version_num)? } else { f.write_str(&p.version_str)? }
+            if p.is_num {
+                write!(f, "{}", p.version_num)?
+            } else {
+                f.write_str(&p.version_str)?
+            }
         }
         for (i, b) in self.build.iter().enumerate() {
             f.write_str(if i == 0 { "+" } else { "." })?;
@@ -702,15 +798,32 @@ impl FromStr for Version {
         if nums.len() != 3 {
             return Err(format!("invalid version {s:?}: expected MAJOR.MINOR.PATCH"));
         }
-        let n = |x: &str| x.parse::<u64>().map_err(|_| format!("invalid version {s:?}: {x:?} is not a number"));
+        let n = |x: &str| {
+            x.parse::<u64>()
+                .map_err(|_| format!("invalid version {s:?}: {x:?} is not a number"))
+        };
         let pre = pre
             .into_iter()
             .map(|p| match p.parse::<u64>() {
-                Ok(v) if !p.is_empty() => PrVersion { version_str: String::new(), version_num: v, is_num: true },
-                _ => PrVersion { version_str: p.to_string(), version_num: 0, is_num: false },
+                Ok(v) if !p.is_empty() => PrVersion {
+                    version_str: String::new(),
+                    version_num: v,
+                    is_num: true,
+                },
+                _ => PrVersion {
+                    version_str: p.to_string(),
+                    version_num: 0,
+                    is_num: false,
+                },
             })
             .collect();
-        Ok(Version { major: n(nums[0])?, minor: n(nums[1])?, patch: n(nums[2])?, pre, build })
+        Ok(Version {
+            major: n(nums[0])?,
+            minor: n(nums[1])?,
+            patch: n(nums[2])?,
+            pre,
+            build,
+        })
     }
 }
 
@@ -773,7 +886,8 @@ mod tests {
     #[test]
     fn go_zero_time_vector() {
         assert_eq!(hex(&GoTime::default()), "c70cff00000000fffffff1886e0900");
-        let back: GoTime = from_slice(&hex::decode("c70cff00000000fffffff1886e0900").unwrap()).unwrap();
+        let back: GoTime =
+            from_slice(&hex::decode("c70cff00000000fffffff1886e0900").unwrap()).unwrap();
         assert!(back.is_zero());
         assert_eq!(back.to_rfc3339(), "0001-01-01T00:00:00Z");
     }
@@ -787,7 +901,11 @@ mod tests {
         let t = GoTime::from_unix(1_700_000_000, 5);
         let data = (5u64 << 34) | 1_700_000_000;
         assert_eq!(hex(&t), format!("d7ff{data:016x}"));
-        for t in [GoTime::from_unix(1_700_000_000, 0), GoTime::from_unix(1_700_000_000, 5), GoTime::default()] {
+        for t in [
+            GoTime::from_unix(1_700_000_000, 0),
+            GoTime::from_unix(1_700_000_000, 5),
+            GoTime::default(),
+        ] {
             let back: GoTime = from_slice(&to_vec(&t).unwrap()).unwrap();
             assert_eq!(back, t);
         }
@@ -798,16 +916,28 @@ mod tests {
         let t = GoTime::from_unix(1_700_000_000, 123_000_000);
         assert_eq!(t.to_rfc3339(), "2023-11-14T22:13:20.123Z");
         assert_eq!(GoTime::parse_rfc3339("2023-11-14T22:13:20.123Z"), Some(t));
-        assert_eq!(GoTime::parse_rfc3339("2023-11-14T23:13:20.123+01:00"), Some(t));
+        assert_eq!(
+            GoTime::parse_rfc3339("2023-11-14T23:13:20.123+01:00"),
+            Some(t)
+        );
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<GoTime>(&json).unwrap(), t);
     }
 
     #[test]
     fn duration_is_i64_nanoseconds() {
-        assert_eq!(hex(&GoDuration::from(Duration::from_secs(1))), "d3000000003b9aca00");
-        assert_eq!(serde_json::from_str::<GoDuration>("\"1.5s\"").unwrap(), GoDuration(1_500_000_000));
-        assert_eq!(serde_json::from_str::<GoDuration>("250").unwrap(), GoDuration(250));
+        assert_eq!(
+            hex(&GoDuration::from(Duration::from_secs(1))),
+            "d3000000003b9aca00"
+        );
+        assert_eq!(
+            serde_json::from_str::<GoDuration>("\"1.5s\"").unwrap(),
+            GoDuration(1_500_000_000)
+        );
+        assert_eq!(
+            serde_json::from_str::<GoDuration>("250").unwrap(),
+            GoDuration(250)
+        );
     }
 
     #[test]
@@ -816,7 +946,10 @@ mod tests {
         assert_eq!(hex(&ip), "c41000000000000000000000ffff0a010203");
         assert_eq!(from_slice::<Ip>(&to_vec(&ip).unwrap()).unwrap(), ip);
         // Go's 4-byte form and nil decode too.
-        assert_eq!(from_slice::<Ip>(&hex::decode("c4040a010203").unwrap()).unwrap(), ip);
+        assert_eq!(
+            from_slice::<Ip>(&hex::decode("c4040a010203").unwrap()).unwrap(),
+            ip
+        );
         assert_eq!(from_slice::<Ip>(&[0xc0]).unwrap(), Ip(None));
         assert_eq!(hex(&Ip(None)), "c0");
         let v6 = Ip(Some("2a02::1".parse().unwrap()));
@@ -833,7 +966,10 @@ mod tests {
         );
         assert_eq!(from_slice::<IpNet>(&to_vec(&n).unwrap()).unwrap(), n);
         assert_eq!(hex(&IpNet(None)), "82a24950c0a44d61736bc0");
-        assert_eq!(from_slice::<IpNet>(&to_vec(&IpNet(None)).unwrap()).unwrap(), IpNet(None));
+        assert_eq!(
+            from_slice::<IpNet>(&to_vec(&IpNet(None)).unwrap()).unwrap(),
+            IpNet(None)
+        );
         let v6: IpNet = "fd00::/64".parse().unwrap();
         assert_eq!(from_slice::<IpNet>(&to_vec(&v6).unwrap()).unwrap(), v6);
         assert_eq!(serde_json::to_string(&n).unwrap(), "\"10.1.0.0/16\"");

@@ -75,7 +75,10 @@ impl Encoder<'_> {
             self.out.push(0xdb);
             self.out.extend_from_slice(&(len as u32).to_be_bytes());
         } else {
-            return Err(EncodeError::TooLarge { what: "string", len });
+            return Err(EncodeError::TooLarge {
+                what: "string",
+                len,
+            });
         }
         self.out.extend_from_slice(s.as_bytes());
         Ok(())
@@ -131,7 +134,12 @@ impl Encoder<'_> {
                 self.out.push(0xc9);
                 self.out.extend_from_slice(&(len as u32).to_be_bytes());
             }
-            _ => return Err(EncodeError::TooLarge { what: "extension", len }),
+            _ => {
+                return Err(EncodeError::TooLarge {
+                    what: "extension",
+                    len,
+                });
+            }
         }
         self.out.push(tag as u8);
         self.out.extend_from_slice(data);
@@ -148,10 +156,13 @@ fn parse_ext_pair(buf: &[u8]) -> Result<(i8, &[u8]), EncodeError> {
     let rest = &buf[3..];
     let (len, data) = match rest.first() {
         Some(0xc4) if rest.len() >= 2 => (rest[1] as usize, &rest[2..]),
-        Some(0xc5) if rest.len() >= 3 => (u16::from_be_bytes([rest[1], rest[2]]) as usize, &rest[3..]),
-        Some(0xc6) if rest.len() >= 5 => {
-            (u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize, &rest[5..])
+        Some(0xc5) if rest.len() >= 3 => {
+            (u16::from_be_bytes([rest[1], rest[2]]) as usize, &rest[3..])
         }
+        Some(0xc6) if rest.len() >= 5 => (
+            u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize,
+            &rest[5..],
+        ),
         _ => return Err(EncodeError::BadExt),
     };
     if data.len() != len {
@@ -185,7 +196,11 @@ impl Compound<'_, '_> {
 }
 
 impl<'b> Encoder<'b> {
-    fn compound<'a>(&'a mut self, len: Option<usize>, is_map: bool) -> Result<Compound<'a, 'b>, EncodeError> {
+    fn compound<'a>(
+        &'a mut self,
+        len: Option<usize>,
+        is_map: bool,
+    ) -> Result<Compound<'a, 'b>, EncodeError> {
         let header_at = match len {
             Some(len) => {
                 if is_map {
@@ -197,7 +212,12 @@ impl<'b> Encoder<'b> {
             }
             None => Some(self.out.len()),
         };
-        Ok(Compound { enc: self, header_at, count: 0, is_map })
+        Ok(Compound {
+            enc: self,
+            header_at,
+            count: 0,
+            is_map,
+        })
     }
 }
 
@@ -309,10 +329,19 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
         self.out.push(0xc0);
         Ok(())
     }
-    fn serialize_unit_variant(self, _name: &'static str, _idx: u32, variant: &'static str) -> Result<(), EncodeError> {
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _idx: u32,
+        variant: &'static str,
+    ) -> Result<(), EncodeError> {
         self.str(variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<(), EncodeError> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
         if name == EXT_STRUCT_NAME {
             let inner = to_vec(value)?;
             let (tag, data) = parse_ext_pair(&inner)?;
@@ -337,7 +366,11 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a, 'b>, EncodeError> {
         self.compound(Some(len), false)
     }
-    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a, 'b>, EncodeError> {
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a, 'b>, EncodeError> {
         self.compound(Some(len), false)
     }
     fn serialize_tuple_variant(
@@ -354,7 +387,11 @@ impl<'a, 'b> ser::Serializer for &'a mut Encoder<'b> {
     fn serialize_map(self, len: Option<usize>) -> Result<Compound<'a, 'b>, EncodeError> {
         self.compound(len, true)
     }
-    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'a, 'b>, EncodeError> {
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'a, 'b>, EncodeError> {
         // The field count is counted rather than trusted, so hand-written impls that skip fields stay valid.
         self.compound(None, true)
     }
@@ -434,7 +471,11 @@ impl ser::SerializeMap for Compound<'_, '_> {
 impl ser::SerializeStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), EncodeError> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
         self.serialize_key(key)?;
         self.serialize_value(value)
     }
@@ -446,7 +487,11 @@ impl ser::SerializeStruct for Compound<'_, '_> {
 impl ser::SerializeStructVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), EncodeError> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
         self.serialize_key(key)?;
         self.serialize_value(value)
     }
@@ -500,8 +545,15 @@ mod tests {
             #[serde(rename = "Extra", skip_serializing_if = "Option::is_none")]
             extra: Option<u8>,
         }
-        let o = Object { name: "calculator".into(), version: "1.0".into(), extra: None };
-        assert_eq!(hex(&o), "82a44e616d65aa63616c63756c61746f72a756657273696f6ea3312e30");
+        let o = Object {
+            name: "calculator".into(),
+            version: "1.0".into(),
+            extra: None,
+        };
+        assert_eq!(
+            hex(&o),
+            "82a44e616d65aa63616c63756c61746f72a756657273696f6ea3312e30"
+        );
     }
 
     #[test]
