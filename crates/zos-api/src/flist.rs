@@ -1,8 +1,8 @@
 //! flistd: `flist.flist@0.0.1` — flist mounts.
 
 use serde::{Deserialize, Serialize};
-use zos_types::go::nullable;
 use zos_types::Unit;
+use zos_types::go::nullable;
 
 /// How to mount an flist.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

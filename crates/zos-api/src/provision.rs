@@ -3,8 +3,8 @@
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
-use zos_types::go::nullable;
 use zos_types::Unit;
+use zos_types::go::nullable;
 
 use crate::common::WorkloadId;
 
@@ -31,7 +31,9 @@ impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
             let v = serde_json::Value::deserialize(d)?;
-            return Ok(RawJson(serde_json::to_vec(&v).map_err(serde::de::Error::custom)?));
+            return Ok(RawJson(
+                serde_json::to_vec(&v).map_err(serde::de::Error::custom)?,
+            ));
         }
         Ok(RawJson(zos_types::Bytes::deserialize(d)?.0))
     }
