@@ -1,0 +1,192 @@
+//! `cargo xtask bench bus`: our bus round trip against the raw Redis floor of the zbus pattern, in one run.
+//!
+//! Floor: the client pipelines `RPUSH queue req` + `BLPOP reply`; 32 server connections each `BLPOP queue` and
+//! `RPUSH reply resp` — the least work the zbus pattern can do over the same Redis and the same client library.
+//! Ours: a `zos-bus` server (32 workers) serving a trivial method, called through a generated typed client.
+//! Both are measured with 1 caller (latency) and 32 concurrent callers (throughput), and the ratios printed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zos_api::bus::{Broker, CallError, Client, Server};
+use zos_testkit::RedisServer;
+
+zos_api::contract! {
+    /// The benchmark's trivial object.
+    object Echo, EchoClient, EchoContract = "bench", "echo", "1.0" {
+        /// Add two numbers.
+        fn add = "Add" (a: f64, b: f64) -> f64;
+    }
+}
+
+struct EchoImpl;
+
+impl Echo for EchoImpl {
+    async fn add(&self, a: f64, b: f64) -> Result<f64, CallError> {
+        Ok(a + b)
+    }
+}
+
+/// Latency percentiles and throughput of one scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Measure {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub calls_per_sec: f64,
+}
+
+fn summarize(mut samples: Vec<Duration>, elapsed: Duration) -> Measure {
+    samples.sort_unstable();
+    let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    Measure { p50: pick(0.50), p99: pick(0.99), calls_per_sec: samples.len() as f64 / elapsed.as_secs_f64() }
+}
+
+const SERVER_CONNS: usize = 32;
+
+/// Run `callers` concurrent loops of `call` for `calls_each` calls each, after a warm-up.
+async fn drive<F, Fut>(callers: usize, calls_each: usize, call: F) -> anyhow::Result<Measure>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let call = Arc::new(call);
+    for i in 0..200 {
+        call(i % callers.max(1)).await?;
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|c| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::with_capacity(calls_each);
+                for _ in 0..calls_each {
+                    let t = Instant::now();
+                    call(c).await?;
+                    samples.push(t.elapsed());
+                }
+                anyhow::Ok(samples)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(callers * calls_each);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(summarize(all, start.elapsed()))
+}
+
+async fn raw_conn(socket: &std::path::Path) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis+unix://{}", socket.display()))?;
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    Ok(client.get_multiplexed_async_connection_with_config(&config).await?)
+}
+
+/// The floor: the zbus pattern with nothing but Redis commands.
+async fn floor(redis: &RedisServer, callers: usize, calls_each: usize) -> anyhow::Result<Measure> {
+    let queue = format!("floor.{}", callers);
+    let mut servers = Vec::new();
+    for _ in 0..SERVER_CONNS {
+        let mut conn = raw_conn(&redis.socket()).await?;
+        let queue = queue.clone();
+        servers.push(tokio::spawn(async move {
+            loop {
+                let item: Option<(String, Vec<u8>)> =
+                    redis::cmd("BLPOP").arg(&queue).arg(0).query_async(&mut conn).await.ok().flatten();
+                let Some((_, payload)) = item else { continue };
+                // The payload starts with the 36-byte reply key.
+                let reply = String::from_utf8_lossy(&payload[..36]).into_owned();
+                let _: Result<i64, _> = redis::cmd("RPUSH").arg(&reply).arg(&payload[36..]).query_async(&mut conn).await;
+            }
+        }));
+    }
+    let mut conns = Vec::new();
+    for _ in 0..callers {
+        conns.push(tokio::sync::Mutex::new(raw_conn(&redis.socket()).await?));
+    }
+    let conns = Arc::new(conns);
+    let body = vec![b'x'; 96];
+    let result = drive(callers, calls_each, move |c| {
+        let conns = conns.clone();
+        let queue = queue.clone();
+        let body = body.clone();
+        async move {
+            let mut conn = conns[c].lock().await;
+            let id = uuid::Uuid::new_v4().to_string();
+            let mut payload = id.clone().into_bytes();
+            payload.extend_from_slice(&body);
+            let mut pipe = redis::pipe();
+            pipe.cmd("RPUSH").arg(&queue).arg(payload).ignore().cmd("BLPOP").arg(&id).arg(5);
+            let (_reply,): (Option<(String, Vec<u8>)>,) = pipe.query_async(&mut *conn).await?;
+            Ok(())
+        }
+    })
+    .await;
+    for s in servers {
+        s.abort();
+    }
+    result
+}
+
+/// Our bus: a zos-bus server with 32 workers and a typed client.
+async fn ours(redis: &RedisServer, callers: usize, calls_each: usize) -> anyhow::Result<Measure> {
+    let broker = Broker::parse(&redis.url())?;
+    let server = Server::new("bench", broker.clone()).concurrency(SERVER_CONNS).register(EchoContract::server(Arc::new(EchoImpl)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let client = EchoClient::new(Client::new(broker));
+    let result = drive(callers, calls_each, move |_| {
+        let client = client.clone();
+        async move {
+            let v = client.add(1.0, 2.0).await?;
+            anyhow::ensure!(v == 3.0, "wrong answer {v}");
+            Ok(())
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    let _ = task.await;
+    result
+}
+
+fn line(name: &str, m: &Measure) {
+    println!(
+        "{name:<28} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>9.0} calls/s",
+        m.p50.as_secs_f64() * 1e6,
+        m.p99.as_secs_f64() * 1e6,
+        m.calls_per_sec
+    );
+}
+
+/// Run the bus benchmark and print the ratios.
+pub fn run(quick: bool) -> anyhow::Result<()> {
+    let (n1, n32) = if quick { (500, 100) } else { (5000, 500) };
+    let redis = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        println!("bus benchmark: redis-server on a unix socket, {SERVER_CONNS} server connections/workers");
+        let floor1 = floor(&redis, 1, n1).await?;
+        let ours1 = ours(&redis, 1, n1).await?;
+        let floor32 = floor(&redis, 32, n32).await?;
+        let ours32 = ours(&redis, 32, n32).await?;
+        println!();
+        line("floor, 1 caller", &floor1);
+        line("zos-bus, 1 caller", &ours1);
+        line("floor, 32 callers", &floor32);
+        line("zos-bus, 32 callers", &ours32);
+        println!();
+        let p50_ratio = ours1.p50.as_secs_f64() / floor1.p50.as_secs_f64();
+        let tput_ratio = ours32.calls_per_sec / floor32.calls_per_sec;
+        println!(
+            "1 caller:   p50 ratio to floor {p50_ratio:.2}x (target <= 1.5x) {}",
+            if p50_ratio <= 1.5 { "OK" } else { "MISSED" }
+        );
+        println!(
+            "32 callers: throughput {:.0}% of floor (target >= 70%) {}",
+            tput_ratio * 100.0,
+            if tput_ratio >= 0.7 { "OK" } else { "MISSED" }
+        );
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,83 @@
+//! The sandbox node: boot it, see redis and zinit serving inside it, refuse a second `up`, and after `down`
+//! find nothing of it left on the host.
+
+use std::process::Command;
+
+fn xtask(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("running xtask");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Removes the node even when an assertion fails.
+struct Node(String);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = xtask(&["node", "down", "--name", &self.0]);
+    }
+}
+
+fn host_traces(name: &str) -> Vec<String> {
+    let dir = format!("/var/lib/zos-sandbox/{name}");
+    let mut traces = Vec::new();
+    if std::path::Path::new(&dir).exists() {
+        traces.push(format!("state dir {dir}"));
+    }
+    let loops = Command::new("losetup").arg("-a").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    traces.extend(loops.lines().filter(|l| l.contains(&dir)).map(|l| format!("loop {l}")));
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    traces.extend(mounts.lines().filter(|l| l.contains(&dir)).map(|l| format!("mount {l}")));
+    let procs = Command::new("ps").args(["-eo", "pid,args"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    traces.extend(procs.lines().filter(|l| l.contains(&dir)).map(|l| format!("process {l}")));
+    traces
+}
+
+#[test]
+fn sandbox_node_boots_serves_and_leaves_nothing_behind() {
+    if !zos_testkit::require_root() {
+        return;
+    }
+    for cmd in ["unshare", "nsenter", "losetup", "ip", "redis-server"] {
+        if !zos_testkit::require_command(cmd) {
+            return;
+        }
+    }
+    let name = zos_testkit::unique_name("t");
+    let links_before = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let host_redis_socket = std::path::Path::new("/var/run/redis.sock").exists();
+    {
+        let node = Node(name.clone());
+        let (ok, out) = xtask(&["node", "up", "--name", &node.0]);
+        assert!(ok, "node up failed:\n{out}");
+        assert!(out.contains("is up"), "{out}");
+
+        // A second `up` is refused and says why.
+        let (ok, out) = xtask(&["node", "up", "--name", &node.0]);
+        assert!(!ok && out.contains("already up"), "{out}");
+
+        // zinit is PID 1 inside and serves its socket; redis answers on the node's own socket.
+        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "zinit", "list"]);
+        assert!(ok, "{out}");
+        assert!(out.contains("redis: Running"), "{out}");
+        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "cat", "/proc/1/comm"]);
+        assert!(ok && out.trim() == "zinit", "PID 1 is {out:?}");
+        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "redis-cli", "-s", "/var/run/redis.sock", "ping"]);
+        assert!(ok && out.contains("PONG"), "{out}");
+        // The uplink is enslaved to the bridge zos, which carries the node's address.
+        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "ip", "-o", "addr", "show", "dev", "zos"]);
+        assert!(ok && out.contains("10.232."), "{out}");
+        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "ip", "-o", "link", "show", "master", "zos"]);
+        assert!(ok && out.contains("eth0"), "{out}");
+        // The node's redis socket lives in the node's private /var/run, not on the host.
+        assert_eq!(std::path::Path::new("/var/run/redis.sock").exists(), host_redis_socket, "the node touched the host's /var/run");
+
+        let (ok, out) = xtask(&["node", "status", "--name", &node.0]);
+        assert!(ok && out.contains("zinit list"), "{out}");
+    }
+    // Drop ran `down`.
+    let traces = host_traces(&name);
+    assert!(traces.is_empty(), "left behind on the host: {traces:#?}");
+    let links_after = std::fs::read_dir("/sys/class/net").unwrap().count();
+    assert_eq!(links_before, links_after, "network links left behind");
+}
