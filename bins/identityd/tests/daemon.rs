@@ -19,10 +19,17 @@ struct Node {
 impl Node {
     fn new() -> Node {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("cmdline"), "BOOT_IMAGE=/x farmer_id=42 runmode=dev version=v4 secret=abc\n").unwrap();
+        fs::write(
+            dir.path().join("cmdline"),
+            "BOOT_IMAGE=/x farmer_id=42 runmode=dev version=v4 secret=abc\n",
+        )
+        .unwrap();
         fs::write(dir.path().join("config.toml"), "").unwrap();
         fs::create_dir_all(dir.path().join("mnt")).unwrap();
-        Node { dir, redis: RedisServer::start() }
+        Node {
+            dir,
+            redis: RedisServer::start(),
+        }
     }
 
     fn root(&self) -> PathBuf {
@@ -38,7 +45,10 @@ impl Node {
         }
         cmd.env("ZOS_CMDLINE", self.dir.path().join("cmdline"))
             .env("ZOS_CONFIG", self.dir.path().join("config.toml"))
-            .env("ZOS__STORAGE__MOUNT_ROOT", format!("\"{}\"", self.dir.path().join("mnt").display()))
+            .env(
+                "ZOS__STORAGE__MOUNT_ROOT",
+                format!("\"{}\"", self.dir.path().join("mnt").display()),
+            )
             .arg("--broker")
             .arg(self.redis.url())
             .arg("--root")
@@ -50,7 +60,11 @@ impl Node {
     }
 
     fn spawn(&self) -> Child {
-        self.command(&[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        self.command(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -74,10 +88,17 @@ impl Node {
                 });
                 panic!("identityd exited with {status} before serving: {out:?}");
             }
-            if bus.status("identityd", Duration::from_millis(500)).await.is_ok() {
+            if bus
+                .status("identityd", Duration::from_millis(500))
+                .await
+                .is_ok()
+            {
                 return;
             }
-            assert!(Instant::now() < guard, "identityd did not serve within the hang guard");
+            assert!(
+                Instant::now() < guard,
+                "identityd did not serve within the hang guard"
+            );
         }
     }
 }
@@ -100,13 +121,18 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 }
 
 fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn seed_on_disk(path: &Path) -> Option<Vec<u8>> {
     let data = fs::read(path).ok()?;
-    let (_, seed) = zos_identity::keystore::parse_seed_file(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (_, seed) = zos_identity::keystore::parse_seed_file(&data)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Some(seed.to_vec())
 }
 
@@ -122,13 +148,20 @@ async fn the_identity_survives_sigkill_and_restarts() {
     let node_id = id.node_id().await.unwrap();
     let public = id.public_key().await.unwrap();
     let seed_file = node.root().join("seed.txt");
-    assert_eq!(fs::metadata(&seed_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&seed_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(fs::read(&seed_file).unwrap().len(), 39);
 
     // Print-and-exit modes: the value alone on stdout, in both flag spellings.
     let b64 = format!("{}\n", zos_types::go::base64_encode(&public));
     assert_eq!(stdout(&node.run(&["--id"])), b64);
-    assert_eq!(stdout(&node.run(&["-id"])), b64, "Go's single-dash spelling, as the log shipper calls it");
+    assert_eq!(
+        stdout(&node.run(&["-id"])),
+        b64,
+        "Go's single-dash spelling, as the log shipper calls it"
+    );
     assert_eq!(stdout(&node.run(&["--farm"])), "42\n");
     assert_eq!(stdout(&node.run(&["-farm"])), "42\n");
     assert_eq!(stdout(&node.run(&["--net"])), "development\n");
@@ -166,7 +199,9 @@ async fn killed_at_any_moment_it_keeps_one_identity() {
             if let Some(seed) = seed_on_disk(path) {
                 match &first {
                     None => first = Some(seed),
-                    Some(f) => assert_eq!(&seed, f, "{} changed identity after a kill", path.display()),
+                    Some(f) => {
+                        assert_eq!(&seed, f, "{} changed identity after a kill", path.display())
+                    }
                 }
             }
         }
@@ -176,10 +211,16 @@ async fn killed_at_any_moment_it_keeps_one_identity() {
     let node_id = node.client().node_id().await.unwrap();
     let seed = seed_on_disk(&primary).unwrap();
     if let Some(f) = first {
-        assert_eq!(seed, f, "the identity written by an interrupted start is the one served");
+        assert_eq!(
+            seed, f,
+            "the identity written by an interrupted start is the one served"
+        );
     }
     assert_eq!(seed_on_disk(&backup).unwrap(), seed);
-    assert_eq!(node_id, zos_identity::NodeKey::from_seed(&seed.try_into().unwrap()).node_id());
+    assert_eq!(
+        node_id,
+        zos_identity::NodeKey::from_seed(&seed.try_into().unwrap()).node_id()
+    );
     kill(&mut daemon, libc::SIGTERM);
     wait_exit(&mut daemon);
 }
@@ -196,9 +237,22 @@ async fn a_corrupt_key_stops_the_daemon_and_is_left_alone() {
     let out = node.command(&[]).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&seed_file.display().to_string()), "the error names the file: {stderr}");
-    assert!(stderr.contains("refusing to create a new identity"), "{stderr}");
+    assert!(
+        stderr.contains(&seed_file.display().to_string()),
+        "the error names the file: {stderr}"
+    );
+    assert!(
+        stderr.contains("refusing to create a new identity"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
-    assert_eq!(fs::read(&seed_file).unwrap(), b"\"1.0.0\"only-part-of-a-seed", "the key file is untouched");
-    assert!(!node.root().join("seed.txt.bak").exists(), "no new identity was written anywhere");
+    assert_eq!(
+        fs::read(&seed_file).unwrap(),
+        b"\"1.0.0\"only-part-of-a-seed",
+        "the key file is untouched"
+    );
+    assert!(
+        !node.root().join("seed.txt.bak").exists(),
+        "no new identity was written anywhere"
+    );
 }

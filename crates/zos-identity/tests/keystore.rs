@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use zos_identity::keystore::{encode_seed_file, parse_seed_file, SeedFormat};
+use zos_identity::keystore::{SeedFormat, encode_seed_file, parse_seed_file};
 use zos_identity::{KeySource, KeyStore, KeyStoreError, NodeKey};
 
 const SEED: &str = "fac7959dbfe72f052e5a0c3c8d6530f202b02fd8f9f5ca3580ec8deb7797479e";
@@ -45,7 +45,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -60,7 +63,11 @@ fn a_new_node_gets_a_key_once_and_keeps_it() {
     let file = fs::read(store.primary_path()).unwrap();
     assert_eq!(file.len(), 39, "\"1.0.0\" and 32 seed bytes");
     assert!(file.starts_with(b"\"1.0.0\""));
-    assert_eq!(fs::read(store.backup_path()).unwrap(), file, "the backup is the same file");
+    assert_eq!(
+        fs::read(store.backup_path()).unwrap(),
+        file,
+        "the backup is the same file"
+    );
     assert_eq!(mode(&store.primary_path()), 0o600);
     assert_eq!(mode(&store.backup_path()), 0o600);
     assert_eq!(mode(&root), 0o700);
@@ -69,7 +76,11 @@ fn a_new_node_gets_a_key_once_and_keeps_it() {
     assert_eq!(again.source, KeySource::Primary);
     assert_eq!(again.key.node_id(), first.key.node_id());
     assert_eq!(again.upgraded_from, None);
-    assert_eq!(fs::read(store.primary_path()).unwrap(), file, "a current file is not rewritten");
+    assert_eq!(
+        fs::read(store.primary_path()).unwrap(),
+        file,
+        "a current file is not rewritten"
+    );
 }
 
 #[test]
@@ -79,12 +90,23 @@ fn version_1_0_0_is_read_as_is_and_its_mode_fixed() {
     fs::write(store.primary_path(), v1(&seed())).unwrap();
     fs::set_permissions(store.primary_path(), fs::Permissions::from_mode(0o444)).unwrap();
     let loaded = store.load_or_create().unwrap();
-    assert_eq!(loaded.key.public_key(), NodeKey::from_seed(&seed()).public_key());
+    assert_eq!(
+        loaded.key.public_key(),
+        NodeKey::from_seed(&seed()).public_key()
+    );
     assert_eq!(loaded.source, KeySource::Primary);
     assert_eq!(loaded.upgraded_from, None);
     assert_eq!(fs::read(store.primary_path()).unwrap(), v1(&seed()));
-    assert_eq!(mode(&store.primary_path()), 0o600, "Go wrote 0400; the file is made 0600");
-    assert_eq!(fs::read(store.backup_path()).unwrap(), v1(&seed()), "the backup is created");
+    assert_eq!(
+        mode(&store.primary_path()),
+        0o600,
+        "Go wrote 0400; the file is made 0600"
+    );
+    assert_eq!(
+        fs::read(store.backup_path()).unwrap(),
+        v1(&seed()),
+        "the backup is created"
+    );
 }
 
 #[test]
@@ -94,10 +116,21 @@ fn legacy_raw_seeds_are_upgraded_in_place() {
     fs::write(store.primary_path(), seed()).unwrap();
     let loaded = store.load_or_create().unwrap();
     assert_eq!(loaded.upgraded_from, Some(SeedFormat::Legacy));
-    assert_eq!(loaded.key.public_key(), NodeKey::from_seed(&seed()).public_key());
-    assert_eq!(fs::read(store.primary_path()).unwrap(), v1(&seed()), "rewritten as 1.0.0 (not Go's mislabelled 1.1.0)");
+    assert_eq!(
+        loaded.key.public_key(),
+        NodeKey::from_seed(&seed()).public_key()
+    );
+    assert_eq!(
+        fs::read(store.primary_path()).unwrap(),
+        v1(&seed()),
+        "rewritten as 1.0.0 (not Go's mislabelled 1.1.0)"
+    );
     assert_eq!(mode(&store.primary_path()), 0o600);
-    assert_eq!(names(tmp.path()), vec![".seed.lock", "seed.txt", "seed.txt.bak"], "no temp file is left");
+    assert_eq!(
+        names(tmp.path()),
+        vec![".seed.lock", "seed.txt", "seed.txt.bak"],
+        "no temp file is left"
+    );
     assert_eq!(store.load_or_create().unwrap().upgraded_from, None);
 }
 
@@ -109,14 +142,20 @@ fn version_1_1_0_mnemonics_are_read_and_upgraded() {
     fs::write(store.primary_path(), &file).unwrap();
     let loaded = store.load_or_create().unwrap();
     assert_eq!(loaded.upgraded_from, Some(SeedFormat::V1_1Mnemonic));
-    assert_eq!(loaded.key.public_key(), NodeKey::from_seed(&[0x7f; 32]).public_key());
+    assert_eq!(
+        loaded.key.public_key(),
+        NodeKey::from_seed(&[0x7f; 32]).public_key()
+    );
     assert_eq!(fs::read(store.primary_path()).unwrap(), v1(&[0x7f; 32]));
 }
 
 #[test]
 fn parse_names_what_is_wrong() {
     assert_eq!(parse_seed_file(&v1(&seed())).unwrap().0, SeedFormat::V1_0);
-    assert_eq!(*parse_seed_file(&encode_seed_file(&seed())).unwrap().1, seed());
+    assert_eq!(
+        *parse_seed_file(&encode_seed_file(&seed())).unwrap().1,
+        seed()
+    );
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"\"1.0.0\"".iter().copied().chain([1u8; 20]).collect(), "followed by 32 seed bytes, found 20"),
         ([v1(&seed()), b"\n".to_vec()].concat(), "found 33"),
@@ -135,17 +174,31 @@ fn parse_names_what_is_wrong() {
 
 #[test]
 fn a_corrupt_key_without_a_copy_is_refused_and_left_alone() {
-    for corrupt in [b"\"1.0.0\"truncated".to_vec(), vec![7u8; 10], b"\"9.9.9\"".iter().copied().chain([0u8; 32]).collect()] {
+    for corrupt in [
+        b"\"1.0.0\"truncated".to_vec(),
+        vec![7u8; 10],
+        b"\"9.9.9\"".iter().copied().chain([0u8; 32]).collect(),
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let store = KeyStore::new(tmp.path());
         fs::write(store.primary_path(), &corrupt).unwrap();
         let before = snapshot(tmp.path());
         let err = store.load_or_create().unwrap_err();
-        assert!(matches!(err, KeyStoreError::Unrecoverable { .. }), "{err:?}");
+        assert!(
+            matches!(err, KeyStoreError::Unrecoverable { .. }),
+            "{err:?}"
+        );
         let text = err.to_string();
-        assert!(text.contains(&store.primary_path().display().to_string()), "the message names the file: {text}");
+        assert!(
+            text.contains(&store.primary_path().display().to_string()),
+            "the message names the file: {text}"
+        );
         assert!(text.contains("refusing to create a new identity"), "{text}");
-        assert_eq!(snapshot(tmp.path()), before, "nothing written, nothing removed");
+        assert_eq!(
+            snapshot(tmp.path()),
+            before,
+            "nothing written, nothing removed"
+        );
         // Still refused on the next start (as under zinit): never a new identity.
         assert!(store.load_or_create().is_err());
         assert_eq!(snapshot(tmp.path()), before);
@@ -161,10 +214,20 @@ fn a_corrupt_key_is_restored_from_the_backup_and_kept_aside() {
     let loaded = store.load_or_create().unwrap();
     assert_eq!(loaded.source, KeySource::Backup);
     assert_eq!(loaded.key.node_id(), id);
-    assert_eq!(fs::read(store.primary_path()).unwrap(), fs::read(store.backup_path()).unwrap());
-    let aside: Vec<String> = names(tmp.path()).into_iter().filter(|n| n.starts_with("seed.txt.corrupt-")).collect();
+    assert_eq!(
+        fs::read(store.primary_path()).unwrap(),
+        fs::read(store.backup_path()).unwrap()
+    );
+    let aside: Vec<String> = names(tmp.path())
+        .into_iter()
+        .filter(|n| n.starts_with("seed.txt.corrupt-"))
+        .collect();
     assert_eq!(aside.len(), 1, "{:?}", names(tmp.path()));
-    assert_eq!(fs::read(tmp.path().join(&aside[0])).unwrap(), b"\"1.0.0\"torn write", "the corrupt file is kept");
+    assert_eq!(
+        fs::read(tmp.path().join(&aside[0])).unwrap(),
+        b"\"1.0.0\"torn write",
+        "the corrupt file is kept"
+    );
 }
 
 #[test]
@@ -174,7 +237,10 @@ fn a_missing_key_is_restored_from_the_backup() {
     let id = store.load_or_create().unwrap().key.node_id();
     fs::remove_file(store.primary_path()).unwrap();
     let loaded = store.load_or_create().unwrap();
-    assert_eq!((loaded.source, loaded.key.node_id()), (KeySource::Backup, id));
+    assert_eq!(
+        (loaded.source, loaded.key.node_id()),
+        (KeySource::Backup, id)
+    );
     assert_eq!(mode(&store.primary_path()), 0o600);
 }
 
@@ -185,7 +251,10 @@ fn a_missing_key_with_a_corrupt_backup_is_refused() {
     fs::write(store.backup_path(), b"garbage").unwrap();
     let before = snapshot(tmp.path());
     let err = store.load_or_create().unwrap_err().to_string();
-    assert!(err.contains(&store.backup_path().display().to_string()) && err.contains("7 bytes"), "{err}");
+    assert!(
+        err.contains(&store.backup_path().display().to_string()) && err.contains("7 bytes"),
+        "{err}"
+    );
     assert_eq!(snapshot(tmp.path()), before);
     assert!(!store.primary_path().exists(), "no new identity");
 }
@@ -197,11 +266,22 @@ fn a_backup_of_another_key_is_kept_aside_and_replaced() {
     fs::write(store.primary_path(), v1(&seed())).unwrap();
     fs::write(store.backup_path(), v1(&[5; 32])).unwrap();
     let loaded = store.load_or_create().unwrap();
-    assert_eq!(loaded.key.public_key(), NodeKey::from_seed(&seed()).public_key(), "the primary wins");
+    assert_eq!(
+        loaded.key.public_key(),
+        NodeKey::from_seed(&seed()).public_key(),
+        "the primary wins"
+    );
     assert_eq!(fs::read(store.backup_path()).unwrap(), v1(&seed()));
-    let aside: Vec<String> = names(tmp.path()).into_iter().filter(|n| n.starts_with("seed.txt.bak.replaced-")).collect();
+    let aside: Vec<String> = names(tmp.path())
+        .into_iter()
+        .filter(|n| n.starts_with("seed.txt.bak.replaced-"))
+        .collect();
     assert_eq!(aside.len(), 1);
-    assert_eq!(fs::read(tmp.path().join(&aside[0])).unwrap(), v1(&[5; 32]), "the other key is not lost");
+    assert_eq!(
+        fs::read(tmp.path().join(&aside[0])).unwrap(),
+        v1(&[5; 32]),
+        "the other key is not lost"
+    );
 }
 
 #[test]
@@ -217,13 +297,24 @@ fn go_pool_mirrors_are_read_for_recovery_and_never_written() {
     let mirrors_before = snapshot(&mnt);
     let store = KeyStore::new(&root).with_legacy_mirrors(&mnt);
     let loaded = store.load_or_create().unwrap();
-    assert_eq!(loaded.source, KeySource::Mirror(mnt.join("pool-a/seed.txt")));
-    assert_eq!(loaded.key.public_key(), NodeKey::from_seed(&seed()).public_key());
+    assert_eq!(
+        loaded.source,
+        KeySource::Mirror(mnt.join("pool-a/seed.txt"))
+    );
+    assert_eq!(
+        loaded.key.public_key(),
+        NodeKey::from_seed(&seed()).public_key()
+    );
     assert_eq!(fs::read(store.primary_path()).unwrap(), v1(&seed()));
     assert_eq!(fs::read(store.backup_path()).unwrap(), v1(&seed()));
-    assert_eq!(snapshot(&mnt), mirrors_before, "mirrors are read, never written");
+    assert_eq!(
+        snapshot(&mnt),
+        mirrors_before,
+        "mirrors are read, never written"
+    );
     // Without a key anywhere, a new key is not mirrored to pools either.
-    let other = KeyStore::new(tmp.path().join("other")).with_legacy_mirrors(tmp.path().join("no-such-mnt"));
+    let other =
+        KeyStore::new(tmp.path().join("other")).with_legacy_mirrors(tmp.path().join("no-such-mnt"));
     assert_eq!(other.load_or_create().unwrap().source, KeySource::Generated);
     assert_eq!(snapshot(&mnt), mirrors_before);
 }
@@ -239,15 +330,24 @@ fn disagreeing_or_corrupt_mirrors_are_refused() {
     fs::write(mnt.join("b/seed.txt"), v1(&[3; 32])).unwrap();
     let store = KeyStore::new(&root).with_legacy_mirrors(&mnt);
     let err = store.load_or_create().unwrap_err();
-    assert!(matches!(err, KeyStoreError::AmbiguousMirrors { .. }), "{err:?}");
+    assert!(
+        matches!(err, KeyStoreError::AmbiguousMirrors { .. }),
+        "{err:?}"
+    );
     let text = err.to_string();
-    assert!(text.contains("a/seed.txt") && text.contains("b/seed.txt"), "{text}");
+    assert!(
+        text.contains("a/seed.txt") && text.contains("b/seed.txt"),
+        "{text}"
+    );
     assert!(!store.primary_path().exists() && !store.backup_path().exists());
 
     fs::write(mnt.join("a/seed.txt"), b"junk").unwrap();
     fs::remove_file(mnt.join("b/seed.txt")).unwrap();
     let err = store.load_or_create().unwrap_err().to_string();
-    assert!(err.contains("a/seed.txt") && err.contains("refusing to create a new identity"), "{err}");
+    assert!(
+        err.contains("a/seed.txt") && err.contains("refusing to create a new identity"),
+        "{err}"
+    );
     assert!(!store.primary_path().exists());
 }
 
@@ -259,7 +359,10 @@ fn stale_temp_files_of_a_killed_write_are_removed() {
     fs::write(tmp.path().join(".seed.txt.tmp-99999"), b"half").unwrap();
     fs::write(tmp.path().join(".seed.txt.bak.tmp-99999"), b"half").unwrap();
     store.load_or_create().unwrap();
-    assert_eq!(names(tmp.path()), vec![".seed.lock", "seed.txt", "seed.txt.bak"]);
+    assert_eq!(
+        names(tmp.path()),
+        vec![".seed.lock", "seed.txt", "seed.txt.bak"]
+    );
 }
 
 #[test]
