@@ -488,6 +488,9 @@ impl KeyStore {
                 mirrors,
             });
         }
+        for p in &problems {
+            tracing::warn!(problem = %p, "an unusable copy of the node key was skipped");
+        }
         Ok(Copy {
             found: Some((first_seed.clone(), KeySource::Mirror(first_path.clone()))),
             problems,
