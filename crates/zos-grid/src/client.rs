@@ -191,10 +191,7 @@ impl RegistrarClient {
                 reason: "scheme must be http or https".into(),
             });
         }
-        if base.scheme() == "https" {
-            // Idempotent: fails only when a provider is already installed, which is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
@@ -747,6 +744,12 @@ impl RegistrarClient {
         )
         .await
     }
+}
+
+/// Install rustls' ring provider as the process default (reqwest needs one even for plain http clients).
+/// Idempotent; a provider installed earlier by someone else is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn push<T: ToString>(q: &mut Vec<(&'static str, String)>, key: &'static str, v: Option<T>) {

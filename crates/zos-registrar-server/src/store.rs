@@ -532,6 +532,18 @@ impl Store {
         Ok(())
     }
 
+    /// Approve (or unapprove) a node (farmer approval has no endpoint yet; used by tools and tests).
+    pub fn set_node_approved(&self, node_id: u64, approved: bool) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE nodes SET approved = ?2 WHERE node_id = ?1",
+            params![node_id as i64, approved],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound("node not found".into()));
+        }
+        Ok(())
+    }
+
     /// Record an uptime report and mark the node seen at `now`. A report whose uptime is lower than the
     /// previous one is marked as following a restart.
     pub fn report_uptime(
