@@ -52,8 +52,6 @@ pub enum UnitError {
     BadSignal(String),
     #[error("after: invalid dependency name {name:?}: {reason}")]
     BadDependency { name: String, reason: String },
-    #[error("after: a service cannot depend on itself ({0:?})")]
-    SelfDependency(String),
     #[error("env: invalid variable name {0:?}")]
     BadEnvName(String),
     #[error("invalid service name {name:?}: {reason}")]

@@ -44,6 +44,22 @@ pub struct Backoff {
     pub stable: Duration,
 }
 
+impl Backoff {
+    /// The delay before the next restart: `current`, or `initial` again after a stable run of `ran`.
+    pub fn delay(&self, current: Duration, ran: Duration) -> Duration {
+        if ran >= self.stable {
+            self.initial
+        } else {
+            current.min(self.max)
+        }
+    }
+
+    /// The delay after `current` was slept in full: doubled, capped.
+    pub fn grow(&self, current: Duration) -> Duration {
+        current.saturating_mul(2).min(self.max)
+    }
+}
+
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
@@ -543,9 +559,9 @@ impl Manager {
                         if failures > 1 {
                             tracing::info!("service {name} ran for {ran:?}: restart backoff reset");
                         }
-                        delay = backoff.initial;
                         failures = 0;
                     }
+                    delay = backoff.delay(delay, ran);
                     failures += 1;
                 }
             }
@@ -558,7 +574,7 @@ impl Manager {
             match self.backoff(&name, generation, delay).await {
                 None => return,
                 Some(true) => delay = backoff.initial,
-                Some(false) => delay = (delay * 2).min(backoff.max),
+                Some(false) => delay = backoff.grow(delay),
             }
         }
     }
@@ -889,5 +905,26 @@ impl TestRun {
             }
             sleep(opts.test_interval).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run() {
+        let b = Backoff::default();
+        let short = Duration::from_millis(100);
+        let mut delay = b.initial;
+        let mut slept = Vec::new();
+        for _ in 0..8 {
+            delay = b.delay(delay, short);
+            slept.push(delay.as_secs());
+            delay = b.grow(delay);
+        }
+        assert_eq!(slept, vec![2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(b.delay(delay, b.stable), b.initial);
+        assert_eq!(b.delay(delay, b.stable - short), b.max);
     }
 }

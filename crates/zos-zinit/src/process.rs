@@ -158,9 +158,18 @@ pub fn killpg(pgid: i32, signal: nix::sys::signal::Signal) -> Result<(), nix::er
     }
 }
 
-/// The pids whose parent is this process (read from /proc).
+/// The pids whose parent is this process (read from /proc). Empty when the mounted /proc belongs to another
+/// PID namespace (its pids would mean other processes here).
 pub fn children() -> Vec<i32> {
     let me = std::process::id() as i32;
+    let own_proc = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<i32>().ok())
+        == Some(me);
+    if !own_proc {
+        tracing::warn!("/proc is not from this PID namespace: not looking for left-over children");
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -236,6 +245,30 @@ mod tests {
             let err = reaper.spawn(Command::new("/nonexistent/zinit-test-binary").process_group(0));
             assert_eq!(err.err().map(|e| e.kind()), Some(io::ErrorKind::NotFound));
         }
+    }
+
+    #[tokio::test]
+    async fn children_are_found_in_proc() {
+        let p = reaper()
+            .spawn(Command::new("sleep").arg("100").process_group(0))
+            .unwrap();
+        let me = std::process::id() as i32;
+        let kids = children();
+        assert!(kids.contains(&p.pid), "{} not in {kids:?}", p.pid);
+        assert!(
+            kids.iter()
+                .all(|pid| parent_of(*pid) == Some(me) || parent_of(*pid).is_none())
+        );
+        killpg(p.pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let exit = p.exit.await.unwrap();
+        assert_eq!(
+            exit,
+            ExitStatus::Signaled {
+                pid: p.pid,
+                signal: libc::SIGKILL,
+                core_dumped: false
+            }
+        );
     }
 
     #[test]
