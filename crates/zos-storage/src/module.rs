@@ -663,10 +663,10 @@ impl StorageModule {
             };
             if pool.mounted() {
                 if let Ok(st) = nix::sys::statvfs::statvfs(&pool.path) {
-                    let frsize = st.fragment_size() as u64;
-                    let blocks = st.blocks() as u64;
-                    let bfree = st.blocks_free() as u64;
-                    let bavail = st.blocks_available() as u64;
+                    let frsize = st.fragment_size();
+                    let blocks = st.blocks();
+                    let bfree = st.blocks_free();
+                    let bavail = st.blocks_available();
                     stats.path = pool.path.display().to_string();
                     stats.total = blocks * frsize;
                     stats.free = bavail * frsize;
@@ -675,8 +675,8 @@ impl StorageModule {
                         stats.used_percent =
                             stats.used as f64 / (stats.used + stats.free) as f64 * 100.0;
                     }
-                    stats.inodes_total = st.files() as u64;
-                    stats.inodes_free = st.files_free() as u64;
+                    stats.inodes_total = st.files();
+                    stats.inodes_free = st.files_free();
                     stats.inodes_used = stats.inodes_total.saturating_sub(stats.inodes_free);
                     if stats.inodes_total > 0 {
                         stats.inodes_used_percent =

@@ -114,8 +114,14 @@ impl Pool {
         if !self.mounted() {
             return Ok(Vec::new());
         }
-        let list = btrfs::subvolume_list(&self.path)?;
-        let groups = btrfs::qgroup_show(&self.path, sync)?;
+        let listed = btrfs::subvolume_list(&self.path)
+            .and_then(|l| Ok((l, btrfs::qgroup_show(&self.path, sync)?)));
+        let (list, groups) = match listed {
+            Ok(v) => v,
+            // Unmounted meanwhile (its last subvolume was deleted): it holds nothing.
+            Err(_) if !self.mounted() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
         Ok(list
             .into_iter()
             .filter(|s| is_published(&s.path))

@@ -421,7 +421,7 @@ fn a_foreign_filesystem_is_left_intact_and_without_a_usable_disk_the_cache_is_a_
     assert_eq!(m.fstype, "tmpfs");
     let st = nix::sys::statvfs::statvfs(&env.cache_path()).unwrap();
     assert_eq!(
-        st.blocks() as u64 * st.fragment_size() as u64,
+        st.blocks() * st.fragment_size(),
         500_000_000u64.div_ceil(4096) * 4096
     );
     assert!(env.flags_dir().join("limited-cache").exists());
