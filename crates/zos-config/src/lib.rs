@@ -280,7 +280,7 @@ pub struct StorageConfig {
     pub mount_root: PathBuf,
     /// Where the system cache is mounted.
     pub cache_path: PathBuf,
-    /// Initial size of the system cache in bytes.
+    /// Initial quota of the system cache in bytes, and the step by which storaged grows or shrinks it.
     pub cache_size: u64,
     /// Concurrent bus calls.
     pub workers: usize,
