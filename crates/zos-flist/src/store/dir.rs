@@ -101,7 +101,13 @@ impl Store for DirStore {
     }
 
     fn set<'a>(&'a self, id: &'a [u8], data: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { tokio::task::block_in_place(|| self.set_sync(id, data)) })
+        Box::pin(async move {
+            let this = self.clone();
+            let (id, data) = (id.to_vec(), data.to_vec());
+            tokio::task::spawn_blocking(move || this.set_sync(&id, &data))
+                .await
+                .expect("dir store write task panicked")
+        })
     }
 
     fn url(&self) -> String {
