@@ -167,10 +167,10 @@ fn monitor_dir(manager: &Manager, dir: &std::path::Path) -> std::io::Result<()> 
         tracing::error!("dependency cycle {cycle}: these services are not monitored");
     }
     for (name, unit) in loaded.units {
-        if acyclic.contains(&name) {
-            if let Err(e) = manager.monitor(&name, unit) {
-                tracing::error!("failed to monitor service {name}: {e}");
-            }
+        if acyclic.contains(&name)
+            && let Err(e) = manager.monitor(&name, unit)
+        {
+            tracing::error!("failed to monitor service {name}: {e}");
         }
     }
     Ok(())
