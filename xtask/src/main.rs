@@ -51,25 +51,41 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     prereq::ensure_packages(prereq::TEST_PACKAGES)?;
     prereq::ensure_nextest()?;
     let root = sh::workspace_root()?;
-    sh::run(sh::cargo().args(["fmt", "--all", "--", "--check"]).current_dir(&root))
-        .map_err(|e| anyhow::anyhow!("{e:#}\nformatting differs: run `cargo fmt --all`"))?;
+    sh::run(
+        sh::cargo()
+            .args(["fmt", "--all", "--", "--check"])
+            .current_dir(&root),
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}\nformatting differs: run `cargo fmt --all`"))?;
     let mut nextest = sh::cargo();
-    nextest.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(extra).current_dir(&root);
+    nextest
+        .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .args(extra)
+        .current_dir(&root);
     sh::run(&mut nextest)?;
-    sh::run(sh::cargo().args(["test", "--workspace", "--doc"]).current_dir(&root))?;
+    sh::run(
+        sh::cargo()
+            .args(["test", "--workspace", "--doc"])
+            .current_dir(&root),
+    )?;
     println!("all tests passed");
     Ok(())
 }
 
 /// `cargo xtask bench <what>`.
 fn bench(args: &[String]) -> anyhow::Result<()> {
-    let what = args.first().map(String::as_str).ok_or_else(|| anyhow::anyhow!("bench what? bus or flist\n\n{USAGE}"))?;
+    let what = args
+        .first()
+        .map(String::as_str)
+        .ok_or_else(|| anyhow::anyhow!("bench what? bus or flist\n\n{USAGE}"))?;
     if !["bus", "flist"].contains(&what) {
         anyhow::bail!("unknown benchmark {what:?} (bus or flist)");
     }
     prereq::ensure_packages(prereq::TEST_PACKAGES)?;
     let root = sh::workspace_root()?;
     let mut cmd = sh::cargo();
-    cmd.args(["run", "--quiet", "--release", "-p", "zos-bench", "--"]).args(args).current_dir(&root);
+    cmd.args(["run", "--quiet", "--release", "-p", "zos-bench", "--"])
+        .args(args)
+        .current_dir(&root);
     sh::run(&mut cmd)
 }

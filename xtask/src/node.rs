@@ -29,7 +29,8 @@ const DISKS: usize = 2;
 /// Farm the node belongs to (created in the host-side registrar).
 const FARM_NAME: &str = "sandboxfarm";
 /// Test mnemonic of the sandbox farmer (the standard Substrate dev phrase: never a real account).
-const FARMER_MNEMONIC: &str = "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
+const FARMER_MNEMONIC: &str =
+    "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
 
 /// Daemon binaries the node runs, with their package, in boot order. Only those present in the workspace are
 /// built and enabled.
@@ -41,7 +42,10 @@ const DAEMONS: &[(&str, &str)] = &[
 ];
 
 /// Host-side tools, with their package.
-const HOST_TOOLS: &[(&str, &str)] = &[("registrar-server", "registrar-server"), ("hub-server", "hub-server")];
+const HOST_TOOLS: &[(&str, &str)] = &[
+    ("registrar-server", "registrar-server"),
+    ("hub-server", "hub-server"),
+];
 
 /// Tools the node needs besides the daemons.
 const NODE_TOOLS: &[(&str, &str)] = &[("zinit", "zinit"), ("zbus", "zbus-cli")];
@@ -60,25 +64,53 @@ struct Opts {
 
 fn parse(args: &[String]) -> anyhow::Result<(String, Opts)> {
     let mut it = args.iter();
-    let verb = it.next().cloned().ok_or_else(|| anyhow::anyhow!("node what? up, down, status, logs or shell"))?;
-    let mut opts = Opts { name: "sandbox".into(), command: Vec::new(), release: false, service: None, wait: 180 };
+    let verb = it
+        .next()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("node what? up, down, status, logs or shell"))?;
+    let mut opts = Opts {
+        name: "sandbox".into(),
+        command: Vec::new(),
+        release: false,
+        service: None,
+        wait: 180,
+    };
     while let Some(a) = it.next() {
         match a.as_str() {
             "--" if verb == "exec" => {
                 opts.command = it.by_ref().cloned().collect();
                 break;
             }
-            "--name" => opts.name = it.next().cloned().ok_or_else(|| anyhow::anyhow!("--name needs a value"))?,
+            "--name" => {
+                opts.name = it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("--name needs a value"))?
+            }
             "--release" => opts.release = true,
             "--wait" => {
-                opts.wait = it.next().and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("--wait needs seconds"))?
+                opts.wait = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("--wait needs seconds"))?
             }
-            s if verb == "logs" && !s.starts_with('-') && opts.service.is_none() => opts.service = Some(s.to_string()),
+            s if verb == "logs" && !s.starts_with('-') && opts.service.is_none() => {
+                opts.service = Some(s.to_string())
+            }
             other => anyhow::bail!("unknown option {other:?} for `node {verb}`"),
         }
     }
-    if opts.name.is_empty() || opts.name.len() > 24 || !opts.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        anyhow::bail!("invalid node name {:?}: 1-24 characters, letters, digits and '-'", opts.name);
+    if opts.name.is_empty()
+        || opts.name.len() > 24
+        || !opts
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        anyhow::bail!(
+            "invalid node name {:?}: 1-24 characters, letters, digits and '-'",
+            opts.name
+        );
     }
     Ok((verb, opts))
 }
@@ -93,7 +125,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         "logs" => logs(&opts.name, opts.service.as_deref()),
         "shell" => shell(&opts.name),
         "exec" => exec(&opts.name, &opts.command),
-        other => anyhow::bail!("unknown node command {other:?}: up, down, status, logs, shell or exec"),
+        other => {
+            anyhow::bail!("unknown node command {other:?}: up, down, status, logs, shell or exec")
+        }
     }
 }
 
@@ -114,7 +148,11 @@ impl State {
     fn load(name: &str) -> Option<State> {
         let dir = State::dir_of(name);
         let text = fs::read_to_string(dir.join("state")).ok()?;
-        let values = text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let values = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Some(State { dir, values })
     }
 
@@ -124,7 +162,11 @@ impl State {
 
     fn set(&mut self, key: &str, value: impl ToString) -> anyhow::Result<()> {
         self.values.insert(key.to_string(), value.to_string());
-        let text: String = self.values.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let text: String = self
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
         let tmp = self.dir.join("state.tmp");
         fs::write(&tmp, text)?;
         fs::rename(tmp, self.dir.join("state"))?;
@@ -132,13 +174,17 @@ impl State {
     }
 
     fn pid(&self, key: &str) -> Option<i32> {
-        self.get(key).and_then(|v| v.parse().ok()).filter(|p| alive(*p))
+        self.get(key)
+            .and_then(|v| v.parse().ok())
+            .filter(|p| alive(*p))
     }
 }
 
 fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-        && fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+        && fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -166,9 +212,14 @@ fn build(opts: &Opts) -> anyhow::Result<PathBuf> {
     for (_, pkg) in &pkgs {
         cmd.args(["-p", pkg]);
     }
-    eprintln!("xtask: building {}", pkgs.iter().map(|p| p.1).collect::<Vec<_>>().join(" "));
+    eprintln!(
+        "xtask: building {}",
+        pkgs.iter().map(|p| p.1).collect::<Vec<_>>().join(" ")
+    );
     sh::run(&mut cmd)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     Ok(target.join(if opts.release { "release" } else { "debug" }))
 }
 
@@ -191,14 +242,20 @@ fn up(opts: &Opts) -> anyhow::Result<()> {
                 opts.name
             );
         }
-        eprintln!("xtask: node {:?} left state behind; cleaning it first", opts.name);
+        eprintln!(
+            "xtask: node {:?} left state behind; cleaning it first",
+            opts.name
+        );
         down(&opts.name)?;
     }
     prereq::ensure_packages(prereq::TEST_PACKAGES)?;
     let bin_dir = build(opts)?;
     let dir = State::dir_of(&opts.name);
     fs::create_dir_all(&dir)?;
-    let mut state = State { dir: dir.clone(), values: BTreeMap::new() };
+    let mut state = State {
+        dir: dir.clone(),
+        values: BTreeMap::new(),
+    };
     state.set("name", &opts.name)?;
     match boot(opts, &mut state, &bin_dir) {
         Ok(()) => Ok(()),
@@ -206,7 +263,9 @@ fn up(opts: &Opts) -> anyhow::Result<()> {
             eprintln!("xtask: node {:?} failed to come up: {e:#}", opts.name);
             eprintln!("xtask: console log: {}", dir.join("console.log").display());
             if std::env::var_os("ZOS_SANDBOX_KEEP").is_none() {
-                eprintln!("xtask: removing what was made (set ZOS_SANDBOX_KEEP=1 to keep it for inspection)");
+                eprintln!(
+                    "xtask: removing what was made (set ZOS_SANDBOX_KEEP=1 to keep it for inspection)"
+                );
                 let _ = down(&opts.name);
             }
             Err(e)
@@ -221,7 +280,8 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(&node_bin)?;
     let pkgs = built_packages()?;
     for (bin, _) in &pkgs {
-        fs::copy(bin_dir.join(bin), node_bin.join(bin)).map_err(|e| anyhow::anyhow!("copying {bin}: {e}"))?;
+        fs::copy(bin_dir.join(bin), node_bin.join(bin))
+            .map_err(|e| anyhow::anyhow!("copying {bin}: {e}"))?;
     }
     let have = |bin: &str| pkgs.iter().any(|(b, _)| *b == bin);
 
@@ -232,14 +292,19 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
     for i in 0..DISKS {
         let img = disks_dir.join(format!("disk{i}.img"));
         fs::File::create(&img)?.set_len(DISK_SIZE)?;
-        let dev = sh::output(Command::new("losetup").args(["-f", "--show"]).arg(&img))?.trim().to_string();
+        let dev = sh::output(Command::new("losetup").args(["-f", "--show"]).arg(&img))?
+            .trim()
+            .to_string();
         loops.push(dev.clone());
         state.set("loops", loops.join(","))?;
     }
     // The first disk plays an SSD, the second an HDD.
     for (i, dev) in loops.iter().enumerate() {
         let name = dev.trim_start_matches("/dev/");
-        let _ = fs::write(format!("/sys/block/{name}/queue/rotational"), if i == 0 { "0" } else { "1" });
+        let _ = fs::write(
+            format!("/sys/block/{name}/queue/rotational"),
+            if i == 0 { "0" } else { "1" },
+        );
     }
 
     // Network: a veth pair, host end addressed, node end moved into the node's namespace later.
@@ -249,7 +314,9 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
     let host_ip = format!("10.232.{x}.1");
     let node_ip = format!("10.232.{x}.2");
     state.set("subnet", x)?;
-    sh::run(Command::new("ip").args(["link", "add", &host_if, "type", "veth", "peer", "name", &node_if]))?;
+    sh::run(Command::new("ip").args([
+        "link", "add", &host_if, "type", "veth", "peer", "name", &node_if,
+    ]))?;
     state.set("host_if", &host_if)?;
     sh::run(Command::new("ip").args(["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]))?;
     sh::run(Command::new("ip").args(["link", "set", &host_if, "up"]))?;
@@ -271,9 +338,14 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
             .last()
-            .ok_or_else(|| anyhow::anyhow!("registrar-server seed-farm printed no farm id: {out:?}"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("registrar-server seed-farm printed no farm id: {out:?}")
+            })?;
         let pid = spawn_daemon(
-            Command::new(node_bin.join("registrar-server")).args(["serve", "--db"]).arg(&db).args(["--listen", &format!("{host_ip}:8080")]),
+            Command::new(node_bin.join("registrar-server"))
+                .args(["serve", "--db"])
+                .arg(&db)
+                .args(["--listen", &format!("{host_ip}:8080")]),
             &logs.join("registrar.log"),
         )?;
         state.set("registrar_pid", pid)?;
@@ -283,7 +355,10 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
         let hub_dir = dir.join("hub");
         fs::create_dir_all(&hub_dir)?;
         let pid = spawn_daemon(
-            Command::new(node_bin.join("hub-server")).arg("--dir").arg(&hub_dir).args(["--listen", &format!("{host_ip}:8081")]),
+            Command::new(node_bin.join("hub-server"))
+                .arg("--dir")
+                .arg(&hub_dir)
+                .args(["--listen", &format!("{host_ip}:8081")]),
             &logs.join("hub.log"),
         )?;
         state.set("hub_pid", pid)?;
@@ -298,58 +373,104 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(dir.join("etc-work"))?;
     let daemons: Vec<&str> = DAEMONS.iter().map(|d| d.0).filter(|d| have(d)).collect();
     install_units(&etc_zinit, &daemons)?;
-    fs::write(etc_zos.join("cmdline"), format!("farmer_id={farm_id} runmode=dev version=v4 zos-debug\n"))?;
-    fs::write(etc_zos.join("config.toml"), node_config(&loops, &daemons, &registrar_url, &hub_url))?;
+    fs::write(
+        etc_zos.join("cmdline"),
+        format!("farmer_id={farm_id} runmode=dev version=v4 zos-debug\n"),
+    )?;
+    fs::write(
+        etc_zos.join("config.toml"),
+        node_config(&loops, &daemons, &registrar_url, &hub_url),
+    )?;
 
     // The init script: PID 1 of the node until it execs zinit.
     let init = dir.join("init.sh");
-    fs::write(&init, init_script(&opts.name, &dir, &node_if, &node_ip, &host_ip))?;
+    fs::write(
+        &init,
+        init_script(&opts.name, &dir, &node_if, &node_ip, &host_ip),
+    )?;
 
     // Boot: new namespaces; the child of unshare is the node's PID 1.
     let console = fs::File::create(dir.join("console.log"))?;
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--mount", "--net", "--uts", "--ipc", "--fork", "--propagation", "private", "--mount-proc", "/bin/sh"])
-        .arg(&init)
-        .stdin(Stdio::null())
-        .stdout(console.try_clone()?)
-        .stderr(console);
+    cmd.args([
+        "--pid",
+        "--mount",
+        "--net",
+        "--uts",
+        "--ipc",
+        "--fork",
+        "--propagation",
+        "private",
+        "--mount-proc",
+        "/bin/sh",
+    ])
+    .arg(&init)
+    .stdin(Stdio::null())
+    .stdout(console.try_clone()?)
+    .stderr(console);
     detach(&mut cmd);
-    let child = cmd.spawn().map_err(|e| anyhow::anyhow!("starting unshare: {e}"))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting unshare: {e}"))?;
     let unshare_pid = child.id() as i32;
     state.set("unshare_pid", unshare_pid)?;
     let init_pid = wait_for(Duration::from_secs(10), || {
         fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
             .ok()
-            .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()))
+            .and_then(|s| {
+                s.split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse::<i32>().ok())
+            })
     })
     .ok_or_else(|| anyhow::anyhow!("the node's init did not start"))?;
     state.set("init_pid", init_pid)?;
     sh::run(Command::new("ip").args(["link", "set", &node_if, "netns", &init_pid.to_string()]))?;
 
     // Wait for zinit, then for the services.
-    wait_for(Duration::from_secs(30), || node_cmd(state, &["zinit", "list"]).ok())
-        .ok_or_else(|| anyhow::anyhow!("zinit did not answer inside the node within 30 s"))?;
+    wait_for(Duration::from_secs(30), || {
+        node_cmd(state, &["zinit", "list"]).ok()
+    })
+    .ok_or_else(|| anyhow::anyhow!("zinit did not answer inside the node within 30 s"))?;
     let deadline = Instant::now() + Duration::from_secs(opts.wait);
     let mut last = String::new();
     while Instant::now() < deadline {
         last = node_cmd(state, &["zinit", "list"]).unwrap_or_default();
         let states = parse_list(&last);
-        let pending: Vec<_> = states.iter().filter(|(_, s)| !(s.as_str() == "Running" || s.as_str() == "Success")).collect();
+        let pending: Vec<_> = states
+            .iter()
+            .filter(|(_, s)| !(s.as_str() == "Running" || s.as_str() == "Success"))
+            .collect();
         if !states.is_empty() && pending.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     let states = parse_list(&last);
-    let pending: Vec<_> = states.iter().filter(|(_, s)| !(s.as_str() == "Running" || s.as_str() == "Success")).collect();
+    let pending: Vec<_> = states
+        .iter()
+        .filter(|(_, s)| !(s.as_str() == "Running" || s.as_str() == "Success"))
+        .collect();
     if !pending.is_empty() {
-        anyhow::bail!("services not running after {} s: {pending:?}\n{last}", opts.wait);
+        anyhow::bail!(
+            "services not running after {} s: {pending:?}\n{last}",
+            opts.wait
+        );
     }
-    println!("node {:?} is up: address {node_ip} on bridge zos, farm {farm_id}", opts.name);
-    println!("  registrar {registrar_url}   hub {hub_url}   disks {}", loops.join(" "));
+    println!(
+        "node {:?} is up: address {node_ip} on bridge zos, farm {farm_id}",
+        opts.name
+    );
+    println!(
+        "  registrar {registrar_url}   hub {hub_url}   disks {}",
+        loops.join(" ")
+    );
     println!();
     println!("inspect it:");
-    println!("  cargo xtask node shell{}            then: zinit list; zbus status; zbus call registrar registrar NodeID", name_flag(&opts.name));
+    println!(
+        "  cargo xtask node shell{}            then: zinit list; zbus status; zbus call registrar registrar NodeID",
+        name_flag(&opts.name)
+    );
     println!("  cargo xtask node status{}", name_flag(&opts.name));
     println!("  cargo xtask node logs{} [SERVICE]", name_flag(&opts.name));
     println!("  cargo xtask node down{}", name_flag(&opts.name));
@@ -357,7 +478,11 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
 }
 
 fn name_flag(name: &str) -> String {
-    if name == "sandbox" { String::new() } else { format!(" --name {name}") }
+    if name == "sandbox" {
+        String::new()
+    } else {
+        format!(" --name {name}")
+    }
 }
 
 /// Parse `zinit list` (YAML `name: State` lines).
@@ -375,11 +500,14 @@ fn install_units(dir: &Path, daemons: &[&str]) -> anyhow::Result<()> {
     installed.extend(daemons.iter().map(|d| d.to_string()));
     for unit in &installed {
         let from = src.join(format!("{unit}.yaml"));
-        let text = fs::read_to_string(&from).map_err(|e| anyhow::anyhow!("reading {}: {e}", from.display()))?;
+        let text = fs::read_to_string(&from)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", from.display()))?;
         fs::write(dir.join(format!("{unit}.yaml")), text)?;
     }
     // boot waits for what is installed.
-    let mut boot = String::from("# Barrier: disks and network are up.\nexec: \"true\"\noneshot: true\nafter:\n  - node-ready\n");
+    let mut boot = String::from(
+        "# Barrier: disks and network are up.\nexec: \"true\"\noneshot: true\nafter:\n  - node-ready\n",
+    );
     if daemons.contains(&"storaged") {
         boot.push_str("  - storaged\n");
     }
@@ -389,7 +517,12 @@ fn install_units(dir: &Path, daemons: &[&str]) -> anyhow::Result<()> {
 }
 
 fn node_config(loops: &[String], daemons: &[&str], registrar: &str, hub: &str) -> String {
-    let list = |v: &[&str]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let list = |v: &[&str]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let loops: Vec<&str> = loops.iter().map(String::as_str).collect();
     format!(
         "# Written by `cargo xtask node up`.\n\
@@ -457,11 +590,17 @@ fn spawn_daemon(cmd: &mut Command, log: &Path) -> anyhow::Result<i32> {
     let f = fs::File::create(log)?;
     cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f);
     detach(cmd);
-    let child = cmd.spawn().map_err(|e| anyhow::anyhow!("starting {:?}: {e}", cmd.get_program()))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting {:?}: {e}", cmd.get_program()))?;
     let pid = child.id() as i32;
     std::thread::sleep(Duration::from_millis(300));
     if !alive(pid) {
-        anyhow::bail!("{:?} exited at once; see {}", cmd.get_program(), log.display());
+        anyhow::bail!(
+            "{:?} exited at once; see {}",
+            cmd.get_program(),
+            log.display()
+        );
     }
     Ok(pid)
 }
@@ -481,10 +620,18 @@ fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 
 /// `nsenter` into the node with its PATH.
 fn node_command(state: &State, argv: &[&str]) -> anyhow::Result<Command> {
-    let pid = state.pid("init_pid").ok_or_else(|| anyhow::anyhow!("node {:?} is not up", state.get("name").unwrap_or("?")))?;
+    let pid = state
+        .pid("init_pid")
+        .ok_or_else(|| anyhow::anyhow!("node {:?} is not up", state.get("name").unwrap_or("?")))?;
     let mut cmd = Command::new("nsenter");
     cmd.args(["-t", &pid.to_string(), "-m", "-u", "-n", "-p", "-i", "--"])
-        .args(["env", &format!("PATH={}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", state.dir.display())])
+        .args([
+            "env",
+            &format!(
+                "PATH={}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                state.dir.display()
+            ),
+        ])
         .args(["ZOS_CMDLINE=/etc/zos/cmdline"])
         .args(argv);
     Ok(cmd)
@@ -527,11 +674,17 @@ fn down(name: &str) -> anyhow::Result<()> {
     if let Some(loops) = state.get("loops") {
         for dev in loops.split(',').filter(|d| !d.is_empty()) {
             // Only a loop still backed by our own image is ours to detach.
-            let backing = fs::read_to_string(format!("/sys/block/{}/loop/backing_file", dev.trim_start_matches("/dev/"))).unwrap_or_default();
+            let backing = fs::read_to_string(format!(
+                "/sys/block/{}/loop/backing_file",
+                dev.trim_start_matches("/dev/")
+            ))
+            .unwrap_or_default();
             if !backing.trim().starts_with(&state.dir.display().to_string()) {
                 continue;
             }
-            let detached = wait_for(Duration::from_secs(10), || sh::ok(Command::new("losetup").args(["-d", dev])).then_some(()));
+            let detached = wait_for(Duration::from_secs(10), || {
+                sh::ok(Command::new("losetup").args(["-d", dev])).then_some(())
+            });
             if detached.is_none() {
                 errors.push(format!("could not detach {dev}"));
             }
@@ -556,7 +709,9 @@ fn down(name: &str) -> anyhow::Result<()> {
 }
 
 fn status(name: &str) -> anyhow::Result<()> {
-    let state = State::load(name).filter(|s| s.pid("init_pid").is_some()).ok_or_else(|| anyhow::anyhow!("node {name:?} is not up"))?;
+    let state = State::load(name)
+        .filter(|s| s.pid("init_pid").is_some())
+        .ok_or_else(|| anyhow::anyhow!("node {name:?} is not up"))?;
     println!(
         "node {name:?}: up, init pid {}, address 10.232.{}.2, disks {}",
         state.get("init_pid").unwrap_or("?"),
@@ -564,9 +719,15 @@ fn status(name: &str) -> anyhow::Result<()> {
         state.get("loops").unwrap_or("")
     );
     println!("\n$ zinit list");
-    print!("{}", node_cmd(&state, &["zinit", "list"]).unwrap_or_else(|e| format!("{e:#}\n")));
+    print!(
+        "{}",
+        node_cmd(&state, &["zinit", "list"]).unwrap_or_else(|e| format!("{e:#}\n"))
+    );
     println!("\n$ zbus status");
-    print!("{}", node_cmd(&state, &["zbus", "status"]).unwrap_or_else(|e| format!("{e:#}\n")));
+    print!(
+        "{}",
+        node_cmd(&state, &["zbus", "status"]).unwrap_or_else(|e| format!("{e:#}\n"))
+    );
     Ok(())
 }
 
@@ -588,14 +749,21 @@ fn exec(name: &str, command: &[String]) -> anyhow::Result<()> {
     let argv: Vec<&str> = command.iter().map(String::as_str).collect();
     let status = node_command(&state, &argv)?.status()?;
     if !status.success() {
-        anyhow::bail!("`{}` exited with {status} inside the node", command.join(" "));
+        anyhow::bail!(
+            "`{}` exited with {status} inside the node",
+            command.join(" ")
+        );
     }
     Ok(())
 }
 
 fn shell(name: &str) -> anyhow::Result<()> {
     let state = State::load(name).ok_or_else(|| anyhow::anyhow!("node {name:?} is not up"))?;
-    let shell = if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
+    let shell = if Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
     let status = node_command(&state, &[shell])?.status()?;
     if !status.success() {
         anyhow::bail!("shell exited with {status}");

@@ -6,16 +6,16 @@ use crate::sh;
 
 /// Debian packages the test suite and the sandbox use.
 pub const TEST_PACKAGES: &[&str] = &[
-    "redis-server",   // the bus broker (tests start their own)
-    "btrfs-progs",    // storaged pools
-    "e2fsprogs",      // mkfs.ext4: a "foreign filesystem" in storage tests
-    "util-linux",     // losetup, blkid, unshare, nsenter, mountpoint
-    "iproute2",       // ip: veth, bridges, namespaces
-    "iputils-ping",   // connectivity checks
-    "nftables",       // firewall rules
-    "fuse3",          // fusermount3 for FUSE mounts
-    "kmod",           // modinfo (absent modules are reported, not loaded)
-    "procps",         // pgrep/ps used in cleanup checks
+    "redis-server", // the bus broker (tests start their own)
+    "btrfs-progs",  // storaged pools
+    "e2fsprogs",    // mkfs.ext4: a "foreign filesystem" in storage tests
+    "util-linux",   // losetup, blkid, unshare, nsenter, mountpoint
+    "iproute2",     // ip: veth, bridges, namespaces
+    "iputils-ping", // connectivity checks
+    "nftables",     // firewall rules
+    "fuse3",        // fusermount3 for FUSE mounts
+    "kmod",         // modinfo (absent modules are reported, not loaded)
+    "procps",       // pgrep/ps used in cleanup checks
 ];
 
 /// Fail early with a clear message when not root.
@@ -42,7 +42,11 @@ pub fn ensure_packages(pkgs: &[&str]) -> anyhow::Result<()> {
     }
     ensure_root_for(&format!("installing {}", missing.join(" ")))?;
     eprintln!("xtask: installing {}", missing.join(" "));
-    sh::run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    sh::run(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     sh::run(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])

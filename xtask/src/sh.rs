@@ -11,7 +11,10 @@ pub fn cargo() -> Command {
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> anyhow::Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).ok_or_else(|| anyhow::anyhow!("xtask has no parent directory"))
+    manifest
+        .parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("xtask has no parent directory"))
 }
 
 fn describe(cmd: &Command) -> String {
@@ -25,7 +28,9 @@ fn describe(cmd: &Command) -> String {
 
 /// Run, inheriting stdio; fail with the command line when it fails.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().map_err(|e| anyhow::anyhow!("cannot run `{}`: {e}", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run `{}`: {e}", describe(cmd)))?;
     if !status.success() {
         anyhow::bail!("`{}` failed ({status})", describe(cmd));
     }
@@ -39,12 +44,22 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run `{}`: {e}", describe(cmd)))?;
     if !out.status.success() {
-        anyhow::bail!("`{}` failed ({}): {}", describe(cmd), out.status, String::from_utf8_lossy(&out.stderr).trim());
+        anyhow::bail!(
+            "`{}` failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Run quietly and report only whether it succeeded.
 pub fn ok(cmd: &mut Command) -> bool {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }

@@ -4,8 +4,15 @@
 use std::process::Command;
 
 fn xtask(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("running xtask");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("running xtask");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -24,12 +31,35 @@ fn host_traces(name: &str) -> Vec<String> {
     if std::path::Path::new(&dir).exists() {
         traces.push(format!("state dir {dir}"));
     }
-    let loops = Command::new("losetup").arg("-a").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    traces.extend(loops.lines().filter(|l| l.contains(&dir)).map(|l| format!("loop {l}")));
+    let loops = Command::new("losetup")
+        .arg("-a")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    traces.extend(
+        loops
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("loop {l}")),
+    );
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    traces.extend(mounts.lines().filter(|l| l.contains(&dir)).map(|l| format!("mount {l}")));
-    let procs = Command::new("ps").args(["-eo", "pid,args"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    traces.extend(procs.lines().filter(|l| l.contains(&dir)).map(|l| format!("process {l}")));
+    traces.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("mount {l}")),
+    );
+    let procs = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    traces.extend(
+        procs
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("process {l}")),
+    );
     traces
 }
 
@@ -60,17 +90,43 @@ fn sandbox_node_boots_serves_and_leaves_nothing_behind() {
         let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "zinit", "list"]);
         assert!(ok, "{out}");
         assert!(out.contains("redis: Running"), "{out}");
-        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "cat", "/proc/1/comm"]);
+        let (ok, out) = xtask(&[
+            "node",
+            "exec",
+            "--name",
+            &node.0,
+            "--",
+            "cat",
+            "/proc/1/comm",
+        ]);
         assert!(ok && out.trim() == "zinit", "PID 1 is {out:?}");
-        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "redis-cli", "-s", "/var/run/redis.sock", "ping"]);
+        let (ok, out) = xtask(&[
+            "node",
+            "exec",
+            "--name",
+            &node.0,
+            "--",
+            "redis-cli",
+            "-s",
+            "/var/run/redis.sock",
+            "ping",
+        ]);
         assert!(ok && out.contains("PONG"), "{out}");
         // The uplink is enslaved to the bridge zos, which carries the node's address.
-        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "ip", "-o", "addr", "show", "dev", "zos"]);
+        let (ok, out) = xtask(&[
+            "node", "exec", "--name", &node.0, "--", "ip", "-o", "addr", "show", "dev", "zos",
+        ]);
         assert!(ok && out.contains("10.232."), "{out}");
-        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "ip", "-o", "link", "show", "master", "zos"]);
+        let (ok, out) = xtask(&[
+            "node", "exec", "--name", &node.0, "--", "ip", "-o", "link", "show", "master", "zos",
+        ]);
         assert!(ok && out.contains("eth0"), "{out}");
         // The node's redis socket lives in the node's private /var/run, not on the host.
-        assert_eq!(std::path::Path::new("/var/run/redis.sock").exists(), host_redis_socket, "the node touched the host's /var/run");
+        assert_eq!(
+            std::path::Path::new("/var/run/redis.sock").exists(),
+            host_redis_socket,
+            "the node touched the host's /var/run"
+        );
 
         let (ok, out) = xtask(&["node", "status", "--name", &node.0]);
         assert!(ok && out.contains("zinit list"), "{out}");

@@ -7,7 +7,10 @@ mod bus;
 mod flist;
 
 #[derive(Parser)]
-#[command(name = "zos-bench", about = "Benchmarks that print ratios against a baseline measured in the same run")]
+#[command(
+    name = "zos-bench",
+    about = "Benchmarks that print ratios against a baseline measured in the same run"
+)]
 struct Cli {
     #[command(subcommand)]
     what: What,

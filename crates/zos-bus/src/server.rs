@@ -5,7 +5,7 @@
 //!   pullers share the work when concurrency allows it.
 //! - Handlers are async and run on the tokio runtime. A handler that panics yields a protocol-error reply,
 //!   never a lost call; a malformed request yields a protocol-error reply when it names a valid reply key.
-//! - A reply is pushed and given its 300 s expiry in one `MULTI`/`EXEC`, and the result is checked.
+//! - A reply is pushed and given its 300 s expiry in one atomic step (a Lua script), and the result is checked.
 //! - `ReplyTo` must look like a UUID, so a request cannot make the server write to an arbitrary key.
 //! - A request whose `Deadline` has passed when it is pulled is dropped (its caller gave up) and counted.
 //! - The status object `<module>.zbus@1.0` is answered by its own loop, even while every worker is busy.
@@ -281,7 +281,7 @@ struct Shared {
 }
 
 /// Most pullers a server runs, however high its concurrency.
-const MAX_PULLERS: usize = 8;
+const MAX_PULLERS: usize = 32;
 /// Seconds a pull waits before checking for shutdown.
 const PULL_TIMEOUT_SECS: f64 = 1.0;
 
@@ -551,6 +551,13 @@ async fn handle(shared: &Shared, raw: Vec<u8>) {
     reply(shared, &request.reply_to, &response).await;
 }
 
+/// Push a reply and give it its expiry in one atomic step (a Lua script: one command for Redis to run).
+static REPLY_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "redis.call('RPUSH', KEYS[1], ARGV[1]); return redis.call('EXPIRE', KEYS[1], ARGV[2])",
+    )
+});
+
 async fn reply(shared: &Shared, reply_to: &str, response: &Response) {
     let payload = match msgpack::to_vec(response) {
         Ok(p) => p,
@@ -559,19 +566,33 @@ async fn reply(shared: &Shared, reply_to: &str, response: &Response) {
             return;
         }
     };
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("RPUSH")
-        .arg(reply_to)
+    let mut invocation = REPLY_SCRIPT.prepare_invoke();
+    invocation
+        .key(reply_to)
         .arg(payload)
-        .ignore()
-        .cmd("EXPIRE")
-        .arg(reply_to)
-        .arg(keys::REPLY_TTL_SECS)
-        .ignore();
-    if let Err(e) = shared.replies.query::<()>(&pipe).await {
-        tracing::error!(module = %shared.module, reply_to, error = %e, "could not deliver a reply");
+        .arg(keys::REPLY_TTL_SECS);
+    let mut last = None;
+    for _ in 0..2 {
+        let mut conn = match shared.replies.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(e.to_string());
+                break;
+            }
+        };
+        match invocation.invoke_async::<i64>(&mut conn).await {
+            Ok(1) => return,
+            Ok(other) => {
+                last = Some(format!("EXPIRE returned {other}"));
+                break;
+            }
+            Err(e) => {
+                shared.replies.reset().await;
+                last = Some(e.to_string());
+            }
+        }
     }
+    tracing::error!(module = %shared.module, reply_to, error = last.unwrap_or_default(), "could not deliver a reply");
 }
 
 async fn status_loop(broker: Broker, shared: Arc<Shared>, objects: Vec<ObjectId>) {
