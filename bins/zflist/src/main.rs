@@ -265,7 +265,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     _ = alive => tracing::info!("unmounted from outside"),
                 }
             });
-            if let Some(h) = handle.lock().expect("mount").take() {
+            if let Some(mut h) = handle.lock().expect("mount").take() {
                 h.unmount()
                     .with_context(|| format!("unmounting {}", mountpoint.display()))?;
             }

@@ -385,29 +385,52 @@ impl MountHandle {
             .is_some_and(|s| !s.guard.is_finished())
     }
 
-    /// Unmount and wait for the serving threads.
-    pub fn unmount(mut self) -> std::io::Result<()> {
-        self.unmount_inner()
+    /// Unmount and wait for the serving threads. Fails with `EBUSY` (and stays mounted) while files are open.
+    pub fn unmount(&mut self) -> std::io::Result<()> {
+        let Some(s) = self.session.as_ref() else {
+            return Ok(());
+        };
+        if !s.guard.is_finished() {
+            let c = std::ffi::CString::new(self.mountpoint.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            // SAFETY: c is a valid NUL-terminated path.
+            if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(e);
+                }
+            }
+        }
+        // the serving threads end once the kernel closes the connection
+        let s = self.session.take().expect("checked above");
+        s.join()
     }
 
-    fn unmount_inner(&mut self) -> std::io::Result<()> {
-        match self.session.take() {
-            Some(s) => {
-                if s.guard.is_finished() {
-                    // unmounted from outside: just reap the thread
-                    return s.join();
+    /// Detach the mount lazily (`MNT_DETACH`): it disappears now and the kernel closes it once its last user
+    /// is gone; the serving threads end then.
+    pub fn detach(&mut self) -> std::io::Result<()> {
+        if self.session.take().is_some() {
+            let c = std::ffi::CString::new(self.mountpoint.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            // SAFETY: c is a valid NUL-terminated path.
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(e);
                 }
-                s.umount_and_join()
             }
-            None => Ok(()),
         }
+        Ok(())
     }
 }
 
 impl Drop for MountHandle {
     fn drop(&mut self) {
-        if let Err(e) = self.unmount_inner() {
-            tracing::warn!(mountpoint = %self.mountpoint.display(), "unmounting: {e}");
+        if let Err(e) = self.unmount() {
+            tracing::warn!(mountpoint = %self.mountpoint.display(), "unmounting: {e}; detaching lazily");
+            if let Err(e) = self.detach() {
+                tracing::warn!(mountpoint = %self.mountpoint.display(), "detaching: {e}");
+            }
         }
     }
 }
