@@ -312,17 +312,18 @@ impl RegistrarClient {
                     v1_fallback_done = true;
                     continue;
                 }
-                if status == StatusCode::UNAUTHORIZED && !time_fixed {
-                    if let Some(server) = err.server_time {
-                        let offset = server - self.clock.now_unix();
-                        tracing::warn!(
-                            offset,
-                            "registrar rejected our clock; signing with the server's time"
-                        );
-                        self.offset.store(offset, Ordering::Relaxed);
-                        time_fixed = true;
-                        continue;
-                    }
+                if status == StatusCode::UNAUTHORIZED
+                    && !time_fixed
+                    && let Some(server) = err.server_time
+                {
+                    let offset = server - self.clock.now_unix();
+                    tracing::warn!(
+                        offset,
+                        "registrar rejected our clock; signing with the server's time"
+                    );
+                    self.offset.store(offset, Ordering::Relaxed);
+                    time_fixed = true;
+                    continue;
                 }
             } else if used_v2 && status.is_success() {
                 self.v2_state.store(V2_OK, Ordering::Relaxed);
@@ -339,6 +340,7 @@ impl RegistrarClient {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -432,13 +434,14 @@ impl RegistrarClient {
             let a = self
                 .raw(Method::POST, "/accounts", &[], Some(&body), None)
                 .await?;
-            if a.status == StatusCode::BAD_REQUEST && !retried {
-                if let Some(server) = error_body(&a.body).server_time {
-                    self.offset
-                        .store(server - self.clock.now_unix(), Ordering::Relaxed);
-                    retried = true;
-                    continue;
-                }
+            if a.status == StatusCode::BAD_REQUEST
+                && !retried
+                && let Some(server) = error_body(&a.body).server_time
+            {
+                self.offset
+                    .store(server - self.clock.now_unix(), Ordering::Relaxed);
+                retried = true;
+                continue;
             }
             let a = check(a, StatusCode::CREATED)?;
             return serde_json::from_slice(&a.body).map_err(|source| ClientError::Decode {

@@ -65,9 +65,10 @@ impl std::str::FromStr for Scheme {
 }
 
 /// A signing key of either scheme.
+#[allow(clippy::large_enum_variant)]
 pub enum KeyPair {
     Ed25519(ed25519_dalek::SigningKey),
-    Sr25519(Box<schnorrkel::Keypair>),
+    Sr25519(schnorrkel::Keypair),
 }
 
 impl std::fmt::Debug for KeyPair {
@@ -97,9 +98,9 @@ impl KeyPair {
     pub fn sr25519_from_seed(seed: &[u8; 32]) -> Result<KeyPair, KeyError> {
         let mini = schnorrkel::MiniSecretKey::from_bytes(seed)
             .map_err(|e| KeyError::Sr25519(e.to_string()))?;
-        Ok(KeyPair::Sr25519(Box::new(
+        Ok(KeyPair::Sr25519(
             mini.expand_to_keypair(schnorrkel::ExpansionMode::Ed25519),
-        )))
+        ))
     }
 
     /// A fresh random ed25519 key.
@@ -176,7 +177,7 @@ impl KeyPair {
                         }
                     };
                 }
-                Ok(KeyPair::Sr25519(Box::new(pair)))
+                Ok(KeyPair::Sr25519(pair))
             }
         }
     }
