@@ -31,18 +31,22 @@ pub struct Qgroup {
 }
 
 /// Put a new btrfs filesystem on `device` with the given UUID (also used as label, as Zero-OS does).
-/// Without `-f`: mkfs refuses a device that holds anything it recognises, a last safety net.
-pub fn mkfs(device: &Path, uuid: &str) -> Result<()> {
-    exec::run(
-        "mkfs.btrfs",
-        &[
-            "-L".as_ref(),
-            uuid.as_ref(),
-            "-U".as_ref(),
-            uuid.as_ref(),
-            device.as_os_str(),
-        ],
-    )?;
+/// Without `force`, mkfs refuses a device that holds anything it recognises, a last safety net; `force` is
+/// only for redoing a format storaged itself started and did not finish.
+pub fn mkfs(device: &Path, uuid: &str, force: bool) -> Result<()> {
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["-L".as_ref(), uuid.as_ref(), "-U".as_ref(), uuid.as_ref()];
+    if force {
+        args.push("-f".as_ref());
+    }
+    args.push(device.as_os_str());
+    exec::run("mkfs.btrfs", &args)?;
+    Ok(())
+}
+
+/// Erase every signature on a device (only for redoing a format storaged started).
+pub fn wipe(device: &Path) -> Result<()> {
+    exec::run("wipefs", &["-a".as_ref(), device.as_os_str()])?;
     Ok(())
 }
 

@@ -66,7 +66,7 @@ async fn background(module: Arc<StorageModule>) {
                 let m = module.clone();
                 match tokio::task::spawn_blocking(move || m.resize_cache()).await {
                     Ok(Err(e)) if !failing => {
-                        tracing::warn!(error = %e, "cannot resize the cache; will retry");
+                        tracing::warn!(error = %e.chain(), "cannot resize the cache; will retry");
                         failing = true;
                     }
                     Ok(Ok(_)) if failing => {

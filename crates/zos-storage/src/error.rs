@@ -75,6 +75,18 @@ impl Error {
         }
     }
 
+    /// The message with its causes, `outer: inner: root`.
+    pub fn chain(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        message
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,

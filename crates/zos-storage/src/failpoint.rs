@@ -2,9 +2,10 @@
 //! `failpoint <name> reached` on stderr and then waits forever), so a test can kill it there deterministically
 //! and check what the next start repairs. Unset, a failpoint costs one string comparison.
 //!
-//! Points: `volume-create:staged` (subvolume made, no quota yet), `volume-create:limited` (quota set, not yet
-//! published), `disk-create:allocated` (file allocated, not yet published), `disk-write:partial` (part of the
-//! image written), `disk-format:started` (before mkfs runs).
+//! Points: `pool-format:marked` (a blank device is about to be formatted), `volume-create:staged` (subvolume
+//! made, no quota yet), `volume-create:limited` (quota set, not yet published), `disk-create:allocated` (file
+//! allocated, not yet published), `disk-write:partial` (part of the image written), `disk-format:started`
+//! (before mkfs runs on a disk).
 
 use std::sync::OnceLock;
 

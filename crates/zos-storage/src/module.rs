@@ -361,7 +361,7 @@ impl StorageModule {
                     Ok((Some(disk), _)) => disks.push(disk),
                     Ok((None, Some(part))) => out.push(part),
                     Ok((None, None)) => self.broken_device(&path, "not found in sysfs".into()),
-                    Err(e) => self.broken_device(&path, e.to_string()),
+                    Err(e) => self.broken_device(&path, e.chain()),
                 }
             }
         }
@@ -374,7 +374,7 @@ impl StorageModule {
                         disk = self.sysfs.disk(&disk.device.name)?;
                     }
                     Err(e) => {
-                        tracing::warn!(disk = %disk.device.path.display(), error = %e, "cannot partition free space")
+                        tracing::warn!(disk = %disk.device.path.display(), error = %e.chain(), "cannot partition free space")
                     }
                 }
             }
@@ -408,11 +408,27 @@ impl StorageModule {
     /// Make a pool of a device: format it if it is blank, mount it, enable quotas, repair, type it.
     fn open_pool(&self, dev: &BlockDevice) -> Result<Pool, Unusable> {
         let probe = discover::probe(&dev.path)
-            .map_err(|e| Unusable::Device(format!("cannot probe: {e}")))?;
+            .map_err(|e| Unusable::Device(format!("cannot probe: {}", e.chain())))?;
         if probe.label.as_deref() == Some(PXE_LABEL) {
             return Err(Unusable::Device(format!(
                 "PXE partition (label {PXE_LABEL}); never used for storage"
             )));
+        }
+        let marker = self.format_marker(dev);
+        // A format this storaged started and never finished (killed): redo it, the pool holds nothing yet.
+        if let Ok(started) = std::fs::read_to_string(&marker) {
+            let started = started.trim().to_string();
+            let ours = probe.fstype.as_deref() == Some("btrfs")
+                && probe.uuid.as_deref() == Some(started.as_str());
+            if probe.is_blank() || ours {
+                tracing::warn!(device = %dev.path.display(), uuid = %started, "redoing an interrupted format");
+                btrfs::wipe(&dev.path)
+                    .map_err(|e| Unusable::Device(format!("cannot wipe: {}", e.chain())))?;
+                btrfs::mkfs(&dev.path, &started, true)
+                    .map_err(|e| Unusable::Device(format!("cannot format: {}", e.chain())))?;
+                return self.setup_pool(dev, started, &marker);
+            }
+            let _ = std::fs::remove_file(&marker);
         }
         let uuid = match probe.fstype.as_deref() {
             Some("btrfs") => probe
@@ -438,13 +454,37 @@ impl StorageModule {
             None => {
                 let uuid = uuid::Uuid::new_v4().to_string();
                 tracing::info!(device = %dev.path.display(), %uuid, "formatting blank device as a new btrfs pool");
-                btrfs::mkfs(&dev.path, &uuid)
-                    .map_err(|e| Unusable::Device(format!("cannot format: {e}")))?;
+                std::fs::create_dir_all(&self.opts.mount_root)
+                    .and_then(|_| std::fs::write(&marker, &uuid))
+                    .map_err(|e| {
+                        Unusable::Device(format!(
+                            "cannot record the format in {}: {e}",
+                            marker.display()
+                        ))
+                    })?;
+                failpoint::hit("pool-format:marked");
+                btrfs::mkfs(&dev.path, &uuid, false).map_err(|e| {
+                    let _ = std::fs::remove_file(&marker);
+                    Unusable::Device(format!("cannot format: {}", e.chain()))
+                })?;
                 uuid
             }
         };
+        self.setup_pool(dev, uuid, &marker)
+    }
+
+    /// The marker of a format in progress on a device: `<mount_root>/.zos-formatting-<device name>`, holding
+    /// the new filesystem's UUID until the pool is mounted and set up.
+    fn format_marker(&self, dev: &BlockDevice) -> PathBuf {
+        self.opts
+            .mount_root
+            .join(format!(".zos-formatting-{}", dev.name))
+    }
+
+    /// Mount a pool, enable quotas, type it and repair it; then drop the format marker if there is one.
+    fn setup_pool(&self, dev: &BlockDevice, uuid: String, marker: &Path) -> Result<Pool, Unusable> {
         let path = self.opts.mount_root.join(&uuid);
-        let broken = |e: Error| Unusable::Pool(uuid.clone(), e.to_string());
+        let broken = |e: Error| Unusable::Pool(uuid.clone(), e.chain());
         match mounts::mount_at(&path).map_err(broken)? {
             Some(m) if Path::new(&m.source) == dev.path && m.root == Path::new("/") => {
                 tracing::info!(pool = %uuid, "pool already mounted");
@@ -484,7 +524,12 @@ impl StorageModule {
             dev.size,
         );
         for e in repair(&pool) {
-            tracing::warn!(pool = %pool.name, error = %e, "repair step failed");
+            tracing::warn!(pool = %pool.name, error = %e.chain(), "repair step failed");
+        }
+        if let Err(e) = std::fs::remove_file(marker)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(marker = %marker.display(), error = %e, "cannot remove the format marker");
         }
         Ok(pool)
     }
@@ -753,7 +798,7 @@ impl StorageModule {
         };
         if let Err(e) = publish() {
             if let Err(e2) = btrfs::subvolume_delete(&staged) {
-                tracing::warn!(path = %staged.display(), error = %e2, "cannot remove a staged subvolume; the next start will");
+                tracing::warn!(path = %staged.display(), error = %e2.chain(), "cannot remove a staged subvolume; the next start will");
             }
             return Err(e);
         }
@@ -879,11 +924,11 @@ impl StorageModule {
     /// Unmount a pool that holds nothing (with its `ops` held), after cleaning its stale qgroups.
     fn retire(&self, pool: &Pool) {
         if let Err(e) = btrfs::subvolume_sync(&pool.path) {
-            tracing::debug!(pool = %pool.name, error = %e, "waiting for deleted subvolumes");
+            tracing::debug!(pool = %pool.name, error = %e.chain(), "waiting for deleted subvolumes");
         }
         clean_stale_qgroups(pool);
         if let Err(e) = pool.unmount() {
-            tracing::warn!(pool = %pool.name, error = %e, "cannot unmount the unused pool");
+            tracing::warn!(pool = %pool.name, error = %e.chain(), "cannot unmount the unused pool");
             return;
         }
         self.spin_down(pool);
@@ -895,7 +940,9 @@ impl StorageModule {
             match pool.is_used() {
                 Ok(false) => self.retire(pool),
                 Ok(true) => {}
-                Err(e) => tracing::warn!(pool = %pool.name, error = %e, "cannot list subvolumes"),
+                Err(e) => {
+                    tracing::warn!(pool = %pool.name, error = %e.chain(), "cannot list subvolumes")
+                }
             }
         }
     }
@@ -918,7 +965,7 @@ impl StorageModule {
         let dev = format!("/dev/{}", pool.disk);
         match crate::exec::run("hdparm", &["-y", dev.as_str()]) {
             Ok(_) => tracing::info!(disk = %dev, "disk spun down"),
-            Err(e) => tracing::warn!(disk = %dev, error = %e, "cannot spin the disk down"),
+            Err(e) => tracing::warn!(disk = %dev, error = %e.chain(), "cannot spin the disk down"),
         }
     }
 
@@ -976,7 +1023,7 @@ impl StorageModule {
             None => match self.create_volume(CACHE, self.opts.cache_size, &kinds) {
                 Ok(_) => self.find_volume(CACHE)?.map(|(p, _)| p),
                 Err(e) => {
-                    tracing::warn!(error = %e, "no pool can hold the cache");
+                    tracing::warn!(error = %e.chain(), "no pool can hold the cache");
                     None
                 }
             },
@@ -1237,7 +1284,7 @@ impl StorageModule {
         vdisk::sync_dir(dir)?;
         if let Err(e) = work() {
             if let Err(e2) = blank_disk(path) {
-                tracing::error!(disk = name, error = %e2, "cannot blank the disk after a failed write; the next start will");
+                tracing::error!(disk = name, error = %e2.chain(), "cannot blank the disk after a failed write; the next start will");
                 return Err(e);
             }
             let _ = std::fs::remove_file(&marker);
@@ -1452,7 +1499,7 @@ fn clean_stale_qgroups(pool: &Pool) {
                     tracing::info!(pool = %pool.name, qgroup = %format!("0/{id}"), "stale qgroup destroyed")
                 }
                 Err(e) => {
-                    tracing::debug!(pool = %pool.name, qgroup = %format!("0/{id}"), error = %e, "stale qgroup not destroyed yet")
+                    tracing::debug!(pool = %pool.name, qgroup = %format!("0/{id}"), error = %e.chain(), "stale qgroup not destroyed yet")
                 }
             }
         }

@@ -747,3 +747,67 @@ fn free_space_on_partitioned_disks_is_used_only_when_allowed() {
     );
     assert!(matches!(module.cache_state(), Some(CacheState::Pool(_))));
 }
+
+#[test]
+fn an_interrupted_format_is_redone_but_a_broken_filesystem_storaged_did_not_make_is_left_alone() {
+    if !common::prerequisites() {
+        return;
+    }
+    let mut env = Env::new();
+    let ours = env.add_disk(GIB, false);
+    let theirs = env.add_disk(GIB, false);
+    let (u1, u2) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    // Two half-made filesystems: a superblock, but the trees behind it are gone (mount fails).
+    for (dev, uuid) in [(&ours, &u1), (&theirs, &u2)] {
+        sh("mkfs.btrfs", &["-q", "-U", uuid, dev.to_str().unwrap()]);
+        let mut f = std::fs::OpenOptions::new().write(true).open(dev).unwrap();
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(MIB)).unwrap();
+        f.write_all(&vec![0u8; 40 * MIB as usize]).unwrap();
+        f.sync_all().unwrap();
+        assert_eq!(probe(dev), (Some("btrfs".into()), Some(uuid.clone())));
+    }
+    // storaged had recorded that it was formatting the first one when it was killed.
+    std::fs::create_dir_all(env.mount_root()).unwrap();
+    let marker = env
+        .mount_root()
+        .join(format!(".zos-formatting-{}", env.disks[0].name()));
+    std::fs::write(&marker, &u1).unwrap();
+
+    let module =
+        StorageModule::init(env.options(vec![ours.clone(), theirs.clone()], 128 * MIB)).unwrap();
+    let pools = module.pools();
+    assert_eq!(
+        pools.len(),
+        1,
+        "{pools:?} {:?} {:?}",
+        module.broken_devices(),
+        module.broken_pools()
+    );
+    assert_eq!(
+        pools[0].name, u1,
+        "the interrupted format is redone with the same uuid"
+    );
+    assert_eq!(pools[0].device, ours);
+    assert!(!marker.exists());
+    let broken = module.broken_pools();
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(broken[0].label, u2);
+    assert!(
+        broken[0].reason.starts_with("mounting btrfs on"),
+        "{}",
+        broken[0].reason
+    );
+    assert!(
+        broken[0].reason.contains(": "),
+        "the reason carries the system error: {}",
+        broken[0].reason
+    );
+    assert_eq!(
+        probe(&theirs),
+        (Some("btrfs".into()), Some(u2)),
+        "never reformatted"
+    );
+}
