@@ -36,6 +36,9 @@ enum Command {
         /// Container mode: shutdown/reboot exit zinit instead of powering off; SIGHUP shuts down too.
         #[arg(long)]
         container: bool,
+        /// As PID 1 without --container, do not copy zinit's log to /dev/kmsg (e.g. in a PID namespace).
+        #[arg(long)]
+        no_kmsg: bool,
     },
     /// List services and their states (the default).
     List,
@@ -78,9 +81,11 @@ fn main() -> ExitCode {
         config,
         buffer,
         container,
+        no_kmsg,
     } = command
     {
-        zos_zinit::logging::init_logging(args.debug, std::process::id() == 1 && !container);
+        let kmsg = std::process::id() == 1 && !container && !no_kmsg;
+        zos_zinit::logging::init_logging(args.debug, kmsg);
         let mut cfg = zos_zinit::InitConfig::new(config, args.socket);
         cfg.buffer = buffer;
         cfg.container = container;

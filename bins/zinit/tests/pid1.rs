@@ -44,7 +44,8 @@ fn host_pid(root: i32, ns_pid: i32) -> Option<i32> {
 }
 
 fn run_and_power(command: &str) -> (Zinit, std::process::ExitStatus) {
-    let mut z = Zinit::start_wrapped(&units(), WRAPPER, &[]);
+    // --no-kmsg: the namespace shares the host's kernel log.
+    let mut z = Zinit::start_wrapped(&units(), WRAPPER, &["--no-kmsg"]);
     let base = z.wait_state("base", "Running");
     z.wait_state("top", "Running");
     z.wait_state("orphans", "Running");
