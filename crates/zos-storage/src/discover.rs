@@ -389,6 +389,20 @@ mod tests {
         mk("block/sdc/removable", "1\n");
         mk("block/loop0/size", "4096\n");
         mk("block/vdz/size", "0\n");
+        // A USB stick: /sys/block/sdu links into a usb device path.
+        mk(
+            "devices/pci0000:00/0000:00:14.0/usb1/1-1/host6/block/sdu/size",
+            "4096\n",
+        );
+        mk(
+            "devices/pci0000:00/0000:00:14.0/usb1/1-1/host6/block/sdu/removable",
+            "0\n",
+        );
+        std::os::unix::fs::symlink(
+            root.join("devices/pci0000:00/0000:00:14.0/usb1/1-1/host6/block/sdu"),
+            root.join("block/sdu"),
+        )
+        .unwrap();
         let s = Sysfs::at(root);
         let disks = s.node_disks().unwrap();
         let names: Vec<&str> = disks.iter().map(|d| d.device.name.as_str()).collect();
