@@ -578,15 +578,28 @@ fn shutdown_stops_dependants_first_then_exits() {
         unit("top", "mid"),
         unit("side", "base"),
     );
+    // One that ignores SIGTERM (killed after its shutdown_timeout), one whose child escaped its process group.
+    let stubborn = "exec: sh -c \"trap '' TERM; echo ready; while true; do sleep 0.1; done\"\nshutdown_timeout: 1\n";
+    let escaper =
+        "exec: sh -c 'setsid sleep 1000 & echo $! > {dir}/escaped.pid; exec sleep 1000'\n";
     let mut z = Zinit::start(&[
         ("base", &base),
         ("mid", &mid),
         ("top", &top),
         ("side", &side),
+        ("stubborn", stubborn),
+        ("escaper", escaper),
     ]);
-    for name in ["base", "mid", "top", "side"] {
+    for name in ["base", "mid", "top", "side", "stubborn", "escaper"] {
         z.wait_state(name, "Running");
     }
+    z.wait_until("the TERM trap is set", || {
+        z.log_snapshot()
+            .contains(&"[+] stubborn: ready".to_string())
+    });
+    let escaped = read_pid(&z.path("escaped.pid"));
+    assert!(alive(escaped));
+    let stubborn_pid = z.status("stubborn").pid as i32;
     let pids: Vec<i32> = ["base", "mid", "top", "side"]
         .iter()
         .map(|n| z.status(n).pid as i32)
@@ -609,6 +622,16 @@ fn shutdown_stops_dependants_first_then_exits() {
     for pid in pids {
         assert!(!alive(pid));
     }
+    assert!(!alive(stubborn_pid), "SIGKILLed after its shutdown_timeout");
+    assert!(
+        !alive(escaped),
+        "a child that left its process group is killed at shutdown too"
+    );
+    assert!(
+        z.zinit_log().contains("killing left-over process"),
+        "{}",
+        z.zinit_log()
+    );
 }
 
 #[test]

@@ -586,6 +586,45 @@ mod tests {
         assert!(!dir.path().join("empty.yaml").exists());
     }
 
+    /// A v0.2.14 server (which has no `restart`), faked: records the commands, answers like v0.2.14.
+    #[tokio::test]
+    async fn restart_falls_back_to_the_v0_2_14_cli_sequence() {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("zinit.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                tokio::io::BufReader::new(read)
+                    .read_line(&mut line)
+                    .await
+                    .unwrap();
+                let line = line.trim_end().to_string();
+                let reply = match line.as_str() {
+                    "restart web" => {
+                        r#"{"state":"error","body":"unknown command 'restart' or wrong arguments count"}"#
+                    }
+                    "status web" => {
+                        r#"{"state":"ok","body":{"after":{},"name":"web","pid":0,"state":"Error(Signaled(Pid(7), SIGTERM, false))","target":"Down"}}"#
+                    }
+                    _ => r#"{"state":"ok","body":null}"#,
+                };
+                log.lock().unwrap().push(line);
+                write.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        Client::new(&socket).restart("web").await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec!["restart web", "stop web", "status web", "start web"]
+        );
+    }
+
     #[tokio::test]
     async fn connect_error_names_the_socket() {
         let err = Client::new("/nonexistent/zinit.sock")
