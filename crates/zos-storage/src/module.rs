@@ -31,6 +31,8 @@ use crate::vdisk;
 
 /// Size of the tmpfs mounted on the cache path when no pool can hold the cache (as Zero-OS: 500 MB).
 pub const TMPFS_CACHE_SIZE: u64 = 500 * 1000 * 1000;
+/// The source name of storaged's tmpfs cache in the mount table (how a restart recognises it).
+pub const TMPFS_CACHE_SOURCE: &str = "zos-cache";
 /// Longest volume or disk name.
 pub const MAX_NAME: usize = 128;
 /// The label of the PXE boot partition, never used for storage.
@@ -94,8 +96,6 @@ pub enum CacheState {
     Pool(String),
     /// A tmpfs (the `limited-cache` flag is set).
     Tmpfs,
-    /// Something storaged did not mount (left alone).
-    Foreign(String),
 }
 
 /// A pool as callers see it.
@@ -994,19 +994,24 @@ impl StorageModule {
     fn ensure_cache(&self) -> Result<()> {
         let target = self.opts.cache_path.clone();
         if let Some(m) = mounts::mount_at(&target)? {
-            let state = if m.fstype == "btrfs" && m.root == Path::new("/").join(CACHE) {
-                match self.pools.iter().find(|p| Path::new(&m.source) == p.device) {
-                    Some(p) => CacheState::Pool(p.name.clone()),
-                    None => CacheState::Foreign(format!("{} from {}", m.fstype, m.source)),
-                }
-            } else if m.fstype == "tmpfs" {
-                CacheState::Tmpfs
+            let ours = if m.fstype == "btrfs" && m.root == Path::new("/").join(CACHE) {
+                self.pools
+                    .iter()
+                    .find(|p| Path::new(&m.source) == p.device)
+                    .map(|p| CacheState::Pool(p.name.clone()))
+            } else if m.fstype == "tmpfs" && m.source == TMPFS_CACHE_SOURCE {
+                Some(CacheState::Tmpfs)
             } else {
-                CacheState::Foreign(format!("{} from {}", m.fstype, m.source))
+                None
             };
-            tracing::info!(path = %target.display(), state = ?state, "the cache is already mounted");
-            *lock(&self.cache) = Some(state);
-            return Ok(());
+            if let Some(state) = ours {
+                tracing::info!(path = %target.display(), state = ?state, "the cache is already mounted");
+                *lock(&self.cache) = Some(state);
+                return Ok(());
+            }
+            // Not storaged's (a sandbox's private tmpfs, a leftover): the cache is mounted over it.
+            tracing::info!(path = %target.display(), fstype = %m.fstype, source = %m.source,
+                "the cache path holds a mount storaged did not make; mounting the cache over it");
         }
         let kinds = self.ssd_first();
         let mut found = None;
@@ -1044,7 +1049,7 @@ impl StorageModule {
                 paths::set_flag(&self.opts.flags_dir, paths::FLAG_LIMITED_CACHE, true).map_err(
                     Error::io("setting the limited-cache flag in", &self.opts.flags_dir),
                 )?;
-                mounts::mount_tmpfs(&target, TMPFS_CACHE_SIZE)?;
+                mounts::mount_tmpfs(&target, TMPFS_CACHE_SIZE, TMPFS_CACHE_SOURCE)?;
                 *lock(&self.cache) = Some(CacheState::Tmpfs);
             }
         }
@@ -1070,9 +1075,6 @@ impl StorageModule {
             Some(CacheState::Tmpfs) => Err(Error::Unavailable(
                 "the cache is a tmpfs (limited-cache): no pool could hold it".into(),
             )),
-            Some(CacheState::Foreign(what)) => Err(Error::Unavailable(format!(
-                "the cache path holds {what}, not a storaged volume"
-            ))),
             None => Err(Error::Unavailable("the cache is not set up".into())),
         }
     }

@@ -102,12 +102,12 @@ pub fn bind(source: &Path, target: &Path) -> Result<()> {
     .map_err(Error::sys("bind-mounting on", target))
 }
 
-/// Mount a tmpfs of `size` bytes at `target` (created if needed).
-pub fn mount_tmpfs(target: &Path, size: u64) -> Result<()> {
+/// Mount a tmpfs of `size` bytes at `target` (created if needed); `source` names it in the mount table.
+pub fn mount_tmpfs(target: &Path, size: u64, source: &str) -> Result<()> {
     std::fs::create_dir_all(target).map_err(Error::io("creating", target))?;
     let data = format!("size={size}");
     nix::mount::mount(
-        Some("tmpfs"),
+        Some(source),
         target,
         Some("tmpfs"),
         MsFlags::empty(),

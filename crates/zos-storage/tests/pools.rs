@@ -30,6 +30,16 @@ fn fresh_disks_become_pools_and_a_restart_finds_the_same_pools_and_volumes() {
     let a = env.add_disk(2 * GIB, false);
     let b = env.add_disk(2 * GIB, false);
     let opts = env.options(vec![a.clone(), b.clone()], 256 * MIB);
+    // Like the sandbox node, the cache path already holds a private tmpfs storaged did not make.
+    std::fs::create_dir_all(env.cache_path()).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &env.cache_path(),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
 
     let module = StorageModule::init(opts.clone()).unwrap();
     let pools = module.pools();
@@ -418,7 +428,10 @@ fn a_foreign_filesystem_is_left_intact_and_without_a_usable_disk_the_cache_is_a_
     // No disk: the cache is a 500 MB tmpfs and the limited-cache flag is set.
     assert_eq!(module.cache_state(), Some(CacheState::Tmpfs));
     let m = mount_at(&env.cache_path()).expect("cache mounted");
-    assert_eq!(m.fstype, "tmpfs");
+    assert_eq!(
+        (m.fstype.as_str(), m.source.as_str()),
+        ("tmpfs", "zos-cache")
+    );
     let st = nix::sys::statvfs::statvfs(&env.cache_path()).unwrap();
     assert_eq!(
         st.blocks() * st.fragment_size(),
