@@ -325,6 +325,17 @@ pub struct RegistrarConfig {
     pub geoip_urls: Vec<String>,
     /// Relays to put on the node's account; empty: the run mode's relay.
     pub relays: Vec<String>,
+    /// The interface whose name, MAC and addresses are registered, and whose address changes trigger an
+    /// update (the `zos` bridge on a node).
+    pub interface: String,
+    /// Register only when `/dev/kvm` exists (as Zero-OS does); re-checked until it appears.
+    pub require_kvm: bool,
+    /// Seconds between checks that the node's account and node record still exist (Zero-OS: 30 min).
+    pub account_check_secs: u64,
+    /// Seconds between full updates of the node's record (Zero-OS: 24 h).
+    pub update_secs: u64,
+    /// Longest wait between retries, in seconds (the backoff doubles up to it; Zero-OS: 2 min).
+    pub max_backoff_secs: u64,
 }
 
 impl Default for RegistrarConfig {
@@ -338,6 +349,11 @@ impl Default for RegistrarConfig {
                 "https://03.geoip.grid.tf/".into(),
             ],
             relays: Vec::new(),
+            interface: "zos".into(),
+            require_kvm: true,
+            account_check_secs: 30 * 60,
+            update_secs: 24 * 60 * 60,
+            max_backoff_secs: 120,
         }
     }
 }
