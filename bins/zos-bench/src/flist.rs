@@ -47,7 +47,10 @@ fn make_tree(root: &Path, mib: usize) -> anyhow::Result<Tree> {
         files.push((rel, big as u64));
     }
     for i in 0..small_count {
-        files.push((PathBuf::from(format!("small/d{:02}/f{i:05}", i % 32)), SMALL_SIZE as u64));
+        files.push((
+            PathBuf::from(format!("small/d{:02}/f{i:05}", i % 32)),
+            SMALL_SIZE as u64,
+        ));
     }
     for (i, (rel, size)) in files.iter().enumerate() {
         let p = root.join(rel);
@@ -78,7 +81,8 @@ fn seq_read(root: &Path, tree: &Tree, readers: usize) -> anyhow::Result<f64> {
                     let mut buf = vec![0u8; 1024 * 1024];
                     let mut n = 0u64;
                     for (rel, _) in tree.files.iter().skip(r).step_by(readers) {
-                        let mut f = std::fs::File::open(root.join(rel)).with_context(|| format!("{}", rel.display()))?;
+                        let mut f = std::fs::File::open(root.join(rel))
+                            .with_context(|| format!("{}", rel.display()))?;
                         loop {
                             let k = f.read(&mut buf)?;
                             if k == 0 {
@@ -91,7 +95,10 @@ fn seq_read(root: &Path, tree: &Tree, readers: usize) -> anyhow::Result<f64> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("reader thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("reader thread"))
+            .collect()
     });
     let mut total = 0;
     for r in results {
@@ -105,15 +112,21 @@ fn seq_read(root: &Path, tree: &Tree, readers: usize) -> anyhow::Result<f64> {
 
 /// `count` random 64 KiB reads over the big files with `readers` threads; returns MiB/s.
 fn random_read(root: &Path, tree: &Tree, readers: usize, count: usize) -> anyhow::Result<f64> {
-    let bigs: Vec<&(PathBuf, u64)> = tree.files.iter().filter(|(_, s)| *s > SMALL_SIZE as u64).collect();
+    let bigs: Vec<&(PathBuf, u64)> = tree
+        .files
+        .iter()
+        .filter(|(_, s)| *s > SMALL_SIZE as u64)
+        .collect();
     let start = Instant::now();
     let results: Vec<anyhow::Result<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..readers)
             .map(|r| {
                 let bigs = &bigs;
                 s.spawn(move || -> anyhow::Result<u64> {
-                    let files: Vec<std::fs::File> =
-                        bigs.iter().map(|(rel, _)| std::fs::File::open(root.join(rel))).collect::<Result<_, _>>()?;
+                    let files: Vec<std::fs::File> = bigs
+                        .iter()
+                        .map(|(rel, _)| std::fs::File::open(root.join(rel)))
+                        .collect::<Result<_, _>>()?;
                     let mut x: u64 = 0x1234_5678 + r as u64 * 7919;
                     let mut buf = vec![0u8; RANDOM_READ];
                     let mut n = 0u64;
@@ -131,7 +144,10 @@ fn random_read(root: &Path, tree: &Tree, readers: usize, count: usize) -> anyhow
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("reader thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("reader thread"))
+            .collect()
     });
     let mut total = 0;
     for r in results {
@@ -166,13 +182,28 @@ impl Drop for Mounted {
     }
 }
 
-fn fresh_mount(work: &Path, fl: &Path, store: &Path, rt: &tokio::runtime::Runtime, n: usize) -> anyhow::Result<(Mounted, PathBuf)> {
+fn fresh_mount(
+    work: &Path,
+    fl: &Path,
+    store: &Path,
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+) -> anyhow::Result<(Mounted, PathBuf)> {
     let mnt = work.join(format!("mnt{n}"));
     std::fs::create_dir_all(&mnt)?;
     let flist = Arc::new(Flist::open(fl)?);
-    let cache = Arc::new(BlockCache::new(work.join(format!("cache{n}")), Arc::new(DirStore::new(store)), rt.handle().clone())?);
+    let cache = Arc::new(BlockCache::new(
+        work.join(format!("cache{n}")),
+        Arc::new(DirStore::new(store)),
+        rt.handle().clone(),
+    )?);
     let handle = zos_flist::fs::mount(flist, cache, &mnt, &MountConfig::default())?;
-    Ok((Mounted { handle: Some(handle) }, mnt))
+    Ok((
+        Mounted {
+            handle: Some(handle),
+        },
+        mnt,
+    ))
 }
 
 /// Run the flist benchmark.
@@ -181,14 +212,25 @@ pub fn run() -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/fuse").exists() {
         bail!("the flist benchmark mounts FUSE: it needs root and /dev/fuse");
     }
-    let mib: usize = std::env::var("ZOS_BENCH_FLIST_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    let work = tempfile::Builder::new().prefix("zos-bench-flist-").tempdir_in("/var/tmp")?;
+    let mib: usize = std::env::var("ZOS_BENCH_FLIST_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let work = tempfile::Builder::new()
+        .prefix("zos-bench-flist-")
+        .tempdir_in("/var/tmp")?;
     let src = work.path().join("src");
     let store = work.path().join("store");
     let fl = work.path().join("bench.fl");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
 
-    println!("flist benchmark: building a {mib} MiB tree in {}", work.path().display());
+    println!(
+        "flist benchmark: building a {mib} MiB tree in {}",
+        work.path().display()
+    );
     let tree = make_tree(&src, mib)?;
     let can_drop = drop_caches();
     if !can_drop {
@@ -199,7 +241,14 @@ pub fn run() -> anyhow::Result<()> {
     drop_caches();
     let start = Instant::now();
     let routes = vec![(0u8, 255u8, format!("dir://{}", store.display()))];
-    let stats = zos_flist::pack::pack(&src, &fl, &routes, &PackOptions::default(), rt.handle(), &mut |_| {})?;
+    let stats = zos_flist::pack::pack(
+        &src,
+        &fl,
+        &routes,
+        &PackOptions::default(),
+        rt.handle(),
+        &mut |_| {},
+    )?;
     let pack_secs = start.elapsed().as_secs_f64();
     let pack = mibs(stats.bytes, pack_secs);
     println!(
@@ -224,10 +273,17 @@ pub fn run() -> anyhow::Result<()> {
         ("rand 4 readers warm", 4, true, false),
     ];
     let measure = |root: &Path, readers: usize, random: bool| -> anyhow::Result<f64> {
-        if random { random_read(root, &tree, readers, random_count) } else { seq_read(root, &tree, readers) }
+        if random {
+            random_read(root, &tree, readers, random_count)
+        } else {
+            seq_read(root, &tree, readers)
+        }
     };
 
-    println!("\n{:<22} {:>14} {:>14} {:>8}", "MiB/s", "local disk", "flist mount", "ratio");
+    println!(
+        "\n{:<22} {:>14} {:>14} {:>8}",
+        "MiB/s", "local disk", "flist mount", "ratio"
+    );
     let mut mount_no = 0;
     let mut current: Option<(Mounted, PathBuf)> = None;
     for (name, readers, random, cold) in cases {

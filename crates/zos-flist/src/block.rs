@@ -89,31 +89,38 @@ pub fn encode(plain: &[u8]) -> Result<EncodedBlock, BlockError> {
     Ok(EncodedBlock { id, key, data })
 }
 
-/// Decode stored bytes: check they hash to `id`, decrypt with `key`, decompress. The result is at most
-/// [`BLOCK_SIZE`] bytes.
+/// Decode stored bytes: decrypt with `key` (the GCM tag authenticates them under the key the flist holds),
+/// decompress. When decryption fails, the bytes are hashed to tell "the store returned other bytes than `id`"
+/// from "the key does not fit". The result is at most [`BLOCK_SIZE`] bytes.
 pub fn decode(id: &BlockId, key: &BlockKey, mut data: Vec<u8>) -> Result<Vec<u8>, BlockError> {
-    let actual = blake2b256(&data);
-    if &actual != id {
-        return Err(BlockError::HashMismatch {
+    let mismatch = |data: &[u8]| {
+        let actual = blake2b256(data);
+        (&actual != id).then(|| BlockError::HashMismatch {
             id: hex::encode(id),
             actual: hex::encode(actual),
-        });
-    }
+        })
+    };
     if data.len() < TAG_LEN {
-        return Err(BlockError::Decrypt {
+        return Err(mismatch(&data).unwrap_or(BlockError::Decrypt {
             id: hex::encode(id),
-        });
+        }));
     }
     let tag_at = data.len() - TAG_LEN;
     let tag: [u8; TAG_LEN] = data[tag_at..].try_into().expect("tag length");
-    data.truncate(tag_at);
     let cipher = Aes256Gcm::new(key.into());
-    cipher
+    data.truncate(tag_at);
+    // aes-gcm checks the tag before decrypting: on failure `data` still holds the ciphertext
+    if cipher
         .decrypt_in_place_detached(Nonce::from_slice(&key[..12]), b"", &mut data, (&tag).into())
-        .map_err(|_| BlockError::Decrypt {
+        .is_err()
+    {
+        data.extend_from_slice(&tag);
+        return Err(mismatch(&data).unwrap_or(BlockError::Decrypt {
             id: hex::encode(id),
-        })?;
-    let len = snap::raw::decompress_len(&data).map_err(|e| BlockError::Decompress {
+        }));
+    }
+    let body = data;
+    let len = snap::raw::decompress_len(&body).map_err(|e| BlockError::Decompress {
         id: hex::encode(id),
         reason: e.to_string(),
     })?;
@@ -124,7 +131,7 @@ pub fn decode(id: &BlockId, key: &BlockKey, mut data: Vec<u8>) -> Result<Vec<u8>
         });
     }
     snap::raw::Decoder::new()
-        .decompress_vec(&data)
+        .decompress_vec(&body)
         .map_err(|e| BlockError::Decompress {
             id: hex::encode(id),
             reason: e.to_string(),

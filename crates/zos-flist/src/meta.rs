@@ -62,7 +62,7 @@ pub const MAX_TARGET: usize = 4096;
 /// Largest regular file accepted (16 TiB): anything bigger in an flist is corrupt or hostile.
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 /// Most inodes accepted in one flist.
-pub const MAX_INODES: usize = 20_000_000;
+pub const MAX_INODES: usize = 4_000_000;
 
 const S_IFMT: u32 = 0o170000;
 

@@ -404,12 +404,12 @@ async fn block_nested(State(s): St, Path((a, b)): Path<(String, String)>) -> Res
     serve_block(s, b).await
 }
 
-fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &s.token else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "publishing is disabled on this hub (no token configured)",
-        ));
+        )));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -426,19 +426,19 @@ fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     if ok {
         Ok(())
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",
-        ))
+        )))
     }
 }
 
-fn link_body(body: &Bytes) -> Result<LinkRequest, Response> {
+fn link_body(body: &Bytes) -> Result<LinkRequest, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("body must be {{\"target\": \"...\"}}: {e}"),
-        )
+        ))
     })
 }
 
@@ -456,11 +456,11 @@ async fn tag_add(
     body: Bytes,
 ) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let req = match link_body(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match blocking(move || s.hub.tag_add(&repo, &tag, &name, &req.target)).await {
         Ok(v) => json(StatusCode::CREATED, &v),
@@ -475,11 +475,11 @@ async fn taglink_set(
     body: Bytes,
 ) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let req = match link_body(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match blocking(move || s.hub.taglink_set(&repo, &name, &req.target)).await {
         Ok(v) => json(StatusCode::CREATED, &v),
@@ -494,11 +494,11 @@ async fn symlink_set(
     body: Bytes,
 ) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let req = match link_body(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match blocking(move || s.hub.symlink_set(&repo, &name, &req.target)).await {
         Ok(v) => json(StatusCode::CREATED, &v),
@@ -514,7 +514,7 @@ async fn publish_route(
     body: Bytes,
 ) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     if let Err(e) =
         check_component("repository", &repo).and_then(|_| check_component("flist", &name))

@@ -3,7 +3,6 @@
 //! flist HTTP block store against the hub's `/blocks/` route in both layouts.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use zos_hub::{EntryType, Hub, HubClient, ServerConfig, Size};
 
@@ -438,12 +437,8 @@ fn http_store_against_the_hub() {
     );
 
     // unpack through the hub
-    let cache = zos_flist::BlockCache::new(
-        t.path().join("cache"),
-        Arc::from(store),
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let cache =
+        zos_flist::BlockCache::new(t.path().join("cache"), store, rt.handle().clone()).unwrap();
     zos_flist::pack::unpack(&flist, &cache, &dst, &zos_flist::UnpackOptions::default()).unwrap();
     assert!(std::fs::read(dst.join("d/big")).unwrap() == big);
     assert_eq!(std::fs::read(dst.join("small")).unwrap(), b"small file");
