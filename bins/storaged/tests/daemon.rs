@@ -222,6 +222,38 @@ async fn every_method_over_the_bus() {
     storage.volume_delete("web".into()).await.unwrap();
     assert!(!storage.volume_exists("web".into()).await.unwrap());
 
+    // Concurrent creates over the bus (4 workers): exactly what fits succeeds, accounted exactly.
+    let size = 300 * MIB;
+    let fits = ((2 * GIB - 128 * MIB) / size) as usize;
+    let calls: Vec<_> = (0..fits + 3)
+        .map(|i| {
+            let s = storage.clone();
+            tokio::spawn(async move { s.volume_create(format!("par{i}"), size).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(v) => {
+                assert_eq!(v.usage.size, size);
+                ok += 1;
+            }
+            Err(e) => assert_eq!(e.kind(), Some("unavailable"), "{e}"),
+        }
+    }
+    assert_eq!(ok, fits);
+    let ssd_used = |m: &[zos_api::storage::PoolMetrics]| {
+        m.iter().find(|m| m.kind == DeviceType::Ssd).unwrap().used
+    };
+    assert_eq!(
+        ssd_used(&storage.metrics().await.unwrap()),
+        128 * MIB + fits as u64 * size
+    );
+    for v in storage.volume_list().await.unwrap() {
+        storage.volume_delete(v.name).await.unwrap();
+    }
+    assert_eq!(ssd_used(&storage.metrics().await.unwrap()), 128 * MIB);
+
     // Virtual disks.
     let d = storage.disk_create("vm-1".into(), 128 * MIB).await.unwrap();
     assert_eq!(d.size as u64, 128 * MIB);
