@@ -209,7 +209,10 @@ impl Filesystem for FlistFs {
             return reply.error(Errno::EROFS);
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH);
+        reply.opened(
+            FileHandle(fh),
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+        );
     }
 
     fn release(
