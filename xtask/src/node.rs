@@ -197,7 +197,12 @@ fn built_packages() -> anyhow::Result<Vec<(&'static str, &'static str)>> {
         .chain(DAEMONS)
         .chain(HOST_TOOLS)
         .copied()
-        .filter(|(_, pkg)| root.join("bins").join(pkg).join("Cargo.toml").exists())
+        .filter(|(bin, pkg)| {
+            // The package lives in bins/<binary name> (zbus-cli in bins/zbus).
+            let dir = root.join("bins").join(bin);
+            fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|t| t.contains(&format!("name = \"{pkg}\"")))
+        })
         .collect())
 }
 
@@ -332,7 +337,8 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
             Command::new(node_bin.join("registrar-server"))
                 .args(["seed-farm", "--db"])
                 .arg(&db)
-                .args(["--name", FARM_NAME, "--mnemonic", FARMER_MNEMONIC]),
+                .args(["--name", FARM_NAME])
+                .env("REGISTRAR_FARMER_MNEMONIC", FARMER_MNEMONIC),
         )?;
         farm_id = out
             .split_whitespace()
@@ -343,7 +349,7 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
             })?;
         let pid = spawn_daemon(
             Command::new(node_bin.join("registrar-server"))
-                .args(["serve", "--db"])
+                .arg("--db")
                 .arg(&db)
                 .args(["--listen", &format!("{host_ip}:8080")]),
             &logs.join("registrar.log"),
@@ -371,7 +377,13 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(&etc_zinit)?;
     fs::create_dir_all(&etc_zos)?;
     fs::create_dir_all(dir.join("etc-work"))?;
-    let daemons: Vec<&str> = DAEMONS.iter().map(|d| d.0).filter(|d| have(d)).collect();
+    // A daemon runs when its binary is built and its unit exists.
+    let units = sh::workspace_root()?.join("zinit");
+    let daemons: Vec<&str> = DAEMONS
+        .iter()
+        .map(|d| d.0)
+        .filter(|d| have(d) && units.join(format!("{d}.yaml")).exists())
+        .collect();
     install_units(&etc_zinit, &daemons)?;
     fs::write(
         etc_zos.join("cmdline"),
@@ -569,7 +581,7 @@ ip route add default via {host_ip}
 export PATH={d}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export ZOS_CMDLINE=/etc/zos/cmdline
 export HOME=/root
-exec zinit init -c /etc/zinit
+exec zinit init --no-kmsg -c /etc/zinit
 "#
     )
 }
