@@ -20,6 +20,8 @@ usage: cargo xtask <task>
   node down [--name N]        stop it and remove everything it made
   node status|logs|shell [--name N]
   node exec [--name N] -- CMD run a command inside the node
+  node reboot [--name N]      power-cycle the node (its disks, identity and registrar stay)
+  node registrar stop|start   stop or start the host-side registrar
   bench bus [--quick]         bus round trip vs the raw Redis floor
   bench flist                 flist pack/mount throughput vs the local disk
 ";

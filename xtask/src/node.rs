@@ -94,7 +94,10 @@ fn parse(args: &[String]) -> anyhow::Result<(String, Opts)> {
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| anyhow::anyhow!("--wait needs seconds"))?
             }
-            s if verb == "logs" && !s.starts_with('-') && opts.service.is_none() => {
+            s if (verb == "logs" || verb == "registrar")
+                && !s.starts_with('-')
+                && opts.service.is_none() =>
+            {
                 opts.service = Some(s.to_string())
             }
             other => anyhow::bail!("unknown option {other:?} for `node {verb}`"),
@@ -125,6 +128,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         "logs" => logs(&opts.name, opts.service.as_deref()),
         "shell" => shell(&opts.name),
         "exec" => exec(&opts.name, &opts.command),
+        "reboot" => reboot(&opts.name, opts.wait),
+        "registrar" => registrar(&opts.name, opts.service.as_deref().unwrap_or("")),
         other => {
             anyhow::bail!("unknown node command {other:?}: up, down, status, logs, shell or exec")
         }
@@ -263,7 +268,7 @@ fn up(opts: &Opts) -> anyhow::Result<()> {
     };
     state.set("name", &opts.name)?;
     match boot(opts, &mut state, &bin_dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => announce(&state),
         Err(e) => {
             eprintln!("xtask: node {:?} failed to come up: {e:#}", opts.name);
             eprintln!("xtask: console log: {}", dir.join("console.log").display());
@@ -312,31 +317,20 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
         );
     }
 
-    // Network: a veth pair, host end addressed, node end moved into the node's namespace later.
+    // The node's subnet; the veth pair is made at each boot (it dies with the node's namespace).
     let x = free_subnet()?;
-    let host_if = format!("zs{x}h");
-    let node_if = format!("zs{x}n");
-    let host_ip = format!("10.232.{x}.1");
-    let node_ip = format!("10.232.{x}.2");
     state.set("subnet", x)?;
-    sh::run(Command::new("ip").args([
-        "link", "add", &host_if, "type", "veth", "peer", "name", &node_if,
-    ]))?;
-    state.set("host_if", &host_if)?;
-    sh::run(Command::new("ip").args(["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]))?;
-    sh::run(Command::new("ip").args(["link", "set", &host_if, "up"]))?;
+    let host_ip = format!("10.232.{x}.1");
 
     // Host side: the registrar (with a farm) and the hub.
-    let logs = dir.join("logs");
-    fs::create_dir_all(&logs)?;
+    fs::create_dir_all(dir.join("logs"))?;
     let mut farm_id = 1u32;
     let registrar_url = format!("http://{host_ip}:8080");
     if have("registrar-server") {
-        let db = dir.join("registrar.db");
         let out = sh::output(
             Command::new(node_bin.join("registrar-server"))
                 .args(["seed-farm", "--db"])
-                .arg(&db)
+                .arg(dir.join("registrar.db"))
                 .args(["--name", FARM_NAME])
                 .env("REGISTRAR_FARMER_MNEMONIC", FARMER_MNEMONIC),
         )?;
@@ -347,27 +341,14 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
             .ok_or_else(|| {
                 anyhow::anyhow!("registrar-server seed-farm printed no farm id: {out:?}")
             })?;
-        let pid = spawn_daemon(
-            Command::new(node_bin.join("registrar-server"))
-                .arg("--db")
-                .arg(&db)
-                .args(["--listen", &format!("{host_ip}:8080")]),
-            &logs.join("registrar.log"),
-        )?;
-        state.set("registrar_pid", pid)?;
+        // The registrar listens on the host end of the node's uplink, which exists from the first boot on.
+        state.set("registrar", "1")?;
     }
     let hub_url = format!("http://{host_ip}:8081");
     if have("hub-server") {
-        let hub_dir = dir.join("hub");
-        fs::create_dir_all(&hub_dir)?;
-        let pid = spawn_daemon(
-            Command::new(node_bin.join("hub-server"))
-                .arg("--dir")
-                .arg(&hub_dir)
-                .args(["--listen", &format!("{host_ip}:8081")]),
-            &logs.join("hub.log"),
-        )?;
-        state.set("hub_pid", pid)?;
+        fs::create_dir_all(dir.join("hub"))?;
+        fs::create_dir_all(dir.join("hub-blocks"))?;
+        state.set("hub", "1")?;
     }
 
     // The node's /etc overlay: units and configuration.
@@ -393,16 +374,80 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
         etc_zos.join("config.toml"),
         node_config(&loops, &daemons, &registrar_url, &hub_url),
     )?;
+    state.set("farm_id", farm_id)?;
+    start(state, opts.wait)
+}
+
+/// Host end, node end, host address and node address of the node's uplink.
+fn uplink(state: &State) -> anyhow::Result<(String, String, String, String)> {
+    let x = state
+        .get("subnet")
+        .ok_or_else(|| anyhow::anyhow!("node state has no subnet"))?;
+    Ok((
+        format!("zs{x}h"),
+        format!("zs{x}n"),
+        format!("10.232.{x}.1"),
+        format!("10.232.{x}.2"),
+    ))
+}
+
+/// Start the registrar on the host side (its database survives restarts).
+fn start_registrar(state: &mut State) -> anyhow::Result<()> {
+    let (_, _, host_ip, _) = uplink(state)?;
+    let pid = spawn_daemon(
+        Command::new(state.dir.join("bin/registrar-server"))
+            .arg("--db")
+            .arg(state.dir.join("registrar.db"))
+            .args(["--listen", &format!("{host_ip}:8080")]),
+        &state.dir.join("logs/registrar.log"),
+    )?;
+    state.set("registrar_pid", pid)
+}
+
+fn start_hub(state: &mut State) -> anyhow::Result<()> {
+    let (_, _, host_ip, _) = uplink(state)?;
+    let pid = spawn_daemon(
+        Command::new(state.dir.join("bin/hub-server"))
+            .arg("--dir")
+            .arg(state.dir.join("hub"))
+            .arg("--blocks")
+            .arg(state.dir.join("hub-blocks"))
+            .args(["--listen", &format!("{host_ip}:8081")]),
+        &state.dir.join("logs/hub.log"),
+    )?;
+    state.set("hub_pid", pid)
+}
+
+/// Boot the node on its prepared state: uplink, host-side services, namespaces, zinit; wait for the services.
+fn start(state: &mut State, wait: u64) -> anyhow::Result<()> {
+    let dir = state.dir.clone();
+    let name = state.get("name").unwrap_or("sandbox").to_string();
+    let (host_if, node_if, host_ip, node_ip) = uplink(state)?;
+    sh::run(Command::new("ip").args([
+        "link", "add", &host_if, "type", "veth", "peer", "name", &node_if,
+    ]))?;
+    state.set("host_if", &host_if)?;
+    sh::run(Command::new("ip").args(["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]))?;
+    sh::run(Command::new("ip").args(["link", "set", &host_if, "up"]))?;
+    if state.get("registrar").is_some() && state.pid("registrar_pid").is_none() {
+        start_registrar(state)?;
+    }
+    if state.get("hub").is_some() && state.pid("hub_pid").is_none() {
+        start_hub(state)?;
+    }
 
     // The init script: PID 1 of the node until it execs zinit.
     let init = dir.join("init.sh");
     fs::write(
         &init,
-        init_script(&opts.name, &dir, &node_if, &node_ip, &host_ip),
+        init_script(&name, &dir, &node_if, &node_ip, &host_ip),
     )?;
 
     // Boot: new namespaces; the child of unshare is the node's PID 1.
-    let console = fs::File::create(dir.join("console.log"))?;
+    let console = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("console.log"))?;
     let mut cmd = Command::new("unshare");
     cmd.args([
         "--pid",
@@ -444,7 +489,7 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
         node_cmd(state, &["zinit", "list"]).ok()
     })
     .ok_or_else(|| anyhow::anyhow!("zinit did not answer inside the node within 30 s"))?;
-    let deadline = Instant::now() + Duration::from_secs(opts.wait);
+    let deadline = Instant::now() + Duration::from_secs(wait);
     let mut last = String::new();
     while Instant::now() < deadline {
         last = node_cmd(state, &["zinit", "list"]).unwrap_or_default();
@@ -464,28 +509,32 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
         .filter(|(_, s)| !(s.as_str() == "Running" || s.as_str() == "Success"))
         .collect();
     if !pending.is_empty() {
-        anyhow::bail!(
-            "services not running after {} s: {pending:?}\n{last}",
-            opts.wait
-        );
+        anyhow::bail!("services not running after {wait} s: {pending:?}\n{last}");
     }
+    Ok(())
+}
+
+/// Tell the operator how to reach the node.
+fn announce(state: &State) -> anyhow::Result<()> {
+    let name = state.get("name").unwrap_or("sandbox");
+    let (_, _, host_ip, node_ip) = uplink(state)?;
     println!(
-        "node {:?} is up: address {node_ip} on bridge zos, farm {farm_id}",
-        opts.name
+        "node {name:?} is up: address {node_ip} on bridge zos, farm {}",
+        state.get("farm_id").unwrap_or("?")
     );
     println!(
-        "  registrar {registrar_url}   hub {hub_url}   disks {}",
-        loops.join(" ")
+        "  registrar http://{host_ip}:8080   hub http://{host_ip}:8081   disks {}",
+        state.get("loops").unwrap_or("").replace(',', " ")
     );
     println!();
     println!("inspect it:");
     println!(
         "  cargo xtask node shell{}            then: zinit list; zbus status; zbus call registrar registrar NodeID",
-        name_flag(&opts.name)
+        name_flag(name)
     );
-    println!("  cargo xtask node status{}", name_flag(&opts.name));
-    println!("  cargo xtask node logs{} [SERVICE]", name_flag(&opts.name));
-    println!("  cargo xtask node down{}", name_flag(&opts.name));
+    println!("  cargo xtask node status{}", name_flag(name));
+    println!("  cargo xtask node logs{} [SERVICE]", name_flag(name));
+    println!("  cargo xtask node down{}", name_flag(name));
     Ok(())
 }
 
@@ -656,15 +705,10 @@ fn node_cmd(state: &State, argv: &[&str]) -> anyhow::Result<String> {
 // ------------------------------------------------------------------------------------------------------------
 // down, status, logs, shell
 
-fn down(name: &str) -> anyhow::Result<()> {
-    let Some(state) = State::load(name) else {
-        println!("node {name:?} is not up; nothing to remove");
-        return Ok(());
-    };
-    let mut errors = Vec::new();
-    // Ask zinit for an ordered shutdown; as PID 1 of the namespace it ends the namespace.
+/// Stop the node itself (zinit's ordered shutdown ends its namespaces); host-side services and disks stay.
+fn stop_node(state: &State, errors: &mut Vec<String>) {
     if let Some(init) = state.pid("init_pid") {
-        let _ = node_cmd(&state, &["zinit", "shutdown"]);
+        let _ = node_cmd(state, &["zinit", "shutdown"]);
         if wait_for(Duration::from_secs(30), || (!alive(init)).then_some(())).is_none() {
             // SAFETY: kill has no memory-safety preconditions; killing a pid namespace's init ends it.
             unsafe { libc::kill(init, libc::SIGKILL) };
@@ -673,14 +717,77 @@ fn down(name: &str) -> anyhow::Result<()> {
             }
         }
     }
-    for key in ["unshare_pid", "registrar_pid", "hub_pid"] {
-        if let Some(pid) = state.pid(key) {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            if wait_for(Duration::from_secs(5), || (!alive(pid)).then_some(())).is_none() {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+    if let Some(pid) = state.pid("unshare_pid") {
+        terminate(pid);
+    }
+    // The host end of the uplink normally dies with the node end.
+    if let Some(link) = state.get("host_if")
+        && Path::new(&format!("/sys/class/net/{link}")).exists()
+        && !sh::ok(Command::new("ip").args(["link", "del", link]))
+    {
+        errors.push(format!("could not delete link {link}"));
+    }
+}
+
+/// SIGTERM, then SIGKILL after 5 s.
+fn terminate(pid: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    if wait_for(Duration::from_secs(5), || (!alive(pid)).then_some(())).is_none() {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = wait_for(Duration::from_secs(5), || (!alive(pid)).then_some(()));
+    }
+}
+
+/// Power-cycle the node: everything on its disks stays, the namespaces and tmpfs are new.
+fn reboot(name: &str, wait: u64) -> anyhow::Result<()> {
+    prereq::ensure_root_for("the sandbox node")?;
+    let mut state = State::load(name).ok_or_else(|| anyhow::anyhow!("node {name:?} is not up"))?;
+    let mut errors = Vec::new();
+    stop_node(&state, &mut errors);
+    if !errors.is_empty() {
+        anyhow::bail!("node {name:?} did not stop: {}", errors.join("; "));
+    }
+    start(&mut state, wait)?;
+    announce(&state)
+}
+
+/// Stop or start the host-side registrar (to test a node whose registrar is away).
+fn registrar(name: &str, action: &str) -> anyhow::Result<()> {
+    let mut state = State::load(name).ok_or_else(|| anyhow::anyhow!("node {name:?} is not up"))?;
+    if state.get("registrar").is_none() {
+        anyhow::bail!("node {name:?} has no registrar (registrar-server was not built)");
+    }
+    match action {
+        "stop" => {
+            if let Some(pid) = state.pid("registrar_pid") {
+                terminate(pid);
             }
+            println!("registrar of node {name:?} stopped");
+            Ok(())
+        }
+        "start" => {
+            if state.pid("registrar_pid").is_none() {
+                start_registrar(&mut state)?;
+            }
+            println!("registrar of node {name:?} running");
+            Ok(())
+        }
+        other => anyhow::bail!("registrar {other:?}? stop or start"),
+    }
+}
+
+fn down(name: &str) -> anyhow::Result<()> {
+    let Some(state) = State::load(name) else {
+        println!("node {name:?} is not up; nothing to remove");
+        return Ok(());
+    };
+    let mut errors = Vec::new();
+    stop_node(&state, &mut errors);
+    for key in ["registrar_pid", "hub_pid"] {
+        if let Some(pid) = state.pid(key) {
+            terminate(pid);
         }
     }
     if let Some(loops) = state.get("loops") {
@@ -701,12 +808,6 @@ fn down(name: &str) -> anyhow::Result<()> {
                 errors.push(format!("could not detach {dev}"));
             }
         }
-    }
-    if let Some(link) = state.get("host_if")
-        && Path::new(&format!("/sys/class/net/{link}")).exists()
-        && !sh::ok(Command::new("ip").args(["link", "del", link]))
-    {
-        errors.push(format!("could not delete link {link}"));
     }
     if let Err(e) = fs::remove_dir_all(&state.dir) {
         errors.push(format!("could not remove {}: {e}", state.dir.display()));
