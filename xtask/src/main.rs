@@ -15,7 +15,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
   test [-- <nextest args>]    install prerequisites, run all tests (what CI runs)
-  node up [--name N]          boot a sandbox node (namespaces, our zinit as PID 1, loop disks,
+  node up [--name N] [--no-registrar]
+                              boot a sandbox node (namespaces, our zinit as PID 1, loop disks,
                               a host-side registrar and hub); prints how to inspect it
   node down [--name N]        stop it and remove everything it made
   node status|logs|shell [--name N]

@@ -60,6 +60,8 @@ struct Opts {
     service: Option<String>,
     /// Seconds `up` waits for the services.
     wait: u64,
+    /// `up` without starting the registrar (a node whose registrar is away at boot).
+    no_registrar: bool,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<(String, Opts)> {
@@ -74,6 +76,7 @@ fn parse(args: &[String]) -> anyhow::Result<(String, Opts)> {
         release: false,
         service: None,
         wait: 180,
+        no_registrar: false,
     };
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -88,6 +91,7 @@ fn parse(args: &[String]) -> anyhow::Result<(String, Opts)> {
                     .ok_or_else(|| anyhow::anyhow!("--name needs a value"))?
             }
             "--release" => opts.release = true,
+            "--no-registrar" => opts.no_registrar = true,
             "--wait" => {
                 opts.wait = it
                     .next()
@@ -343,6 +347,10 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
             })?;
         // The registrar listens on the host end of the node's uplink, which exists from the first boot on.
         state.set("registrar", "1")?;
+        if opts.no_registrar {
+            // `start` skips it; `node registrar start` brings it up later.
+            state.set("registrar_held", "1")?;
+        }
     }
     let hub_url = format!("http://{host_ip}:8081");
     if have("hub-server") {
@@ -429,7 +437,10 @@ fn start(state: &mut State, wait: u64) -> anyhow::Result<()> {
     state.set("host_if", &host_if)?;
     sh::run(Command::new("ip").args(["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]))?;
     sh::run(Command::new("ip").args(["link", "set", &host_if, "up"]))?;
-    if state.get("registrar").is_some() && state.pid("registrar_pid").is_none() {
+    if state.get("registrar").is_some()
+        && state.get("registrar_held").is_none()
+        && state.pid("registrar_pid").is_none()
+    {
         start_registrar(state)?;
     }
     if state.get("hub").is_some() && state.pid("hub_pid").is_none() {
@@ -768,6 +779,7 @@ fn registrar(name: &str, action: &str) -> anyhow::Result<()> {
             Ok(())
         }
         "start" => {
+            state.values.remove("registrar_held");
             if state.pid("registrar_pid").is_none() {
                 start_registrar(&mut state)?;
             }

@@ -74,7 +74,7 @@ fn sandbox_node_boots_serves_and_leaves_nothing_behind() {
         }
     }
     let name = zos_testkit::unique_name("t");
-    let links_before = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let mut uplink = String::new();
     let host_redis_socket = std::path::Path::new("/var/run/redis.sock").exists();
     {
         let node = Node(name.clone());
@@ -130,10 +130,18 @@ fn sandbox_node_boots_serves_and_leaves_nothing_behind() {
 
         let (ok, out) = xtask(&["node", "status", "--name", &node.0]);
         assert!(ok && out.contains("zinit list"), "{out}");
+        uplink = std::fs::read_to_string(format!("/var/lib/zos-sandbox/{}/state", node.0))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("host_if=").map(str::to_string))
+            .expect("the state names the host end of the uplink");
+        assert!(std::path::Path::new(&format!("/sys/class/net/{uplink}")).exists());
     }
     // Drop ran `down`.
     let traces = host_traces(&name);
     assert!(traces.is_empty(), "left behind on the host: {traces:#?}");
-    let links_after = std::fs::read_dir("/sys/class/net").unwrap().count();
-    assert_eq!(links_before, links_after, "network links left behind");
+    assert!(
+        !std::path::Path::new(&format!("/sys/class/net/{uplink}")).exists(),
+        "link {uplink} left behind"
+    );
 }
