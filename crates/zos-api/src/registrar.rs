@@ -1,5 +1,12 @@
 //! registrar_light: `registrar.registrar@0.0.1` (this node's registration) and `api-gateway.api-gateway@0.0.1`
 //! (the one door to the grid registrar for every other daemon; no other daemon speaks HTTP to it).
+//!
+//! Implemented by `zos-registrar-light` (daemon `registrar_light`), which serves both modules from one process
+//! as soon as it starts (state `in-progress`) and registers in the background, retrying forever.
+//!
+//! Error kinds: `unavailable` (registration still in progress, the registrar not answering, identityd not
+//! signing: try again later), `not_found` (registration failed for a reason that is re-checked, unknown ids),
+//! `invalid_input` (bad arguments, a request the registrar refused), `conflict`, `internal`.
 
 use serde::{Deserialize, Serialize};
 use zos_types::go::nullable;
@@ -8,11 +15,15 @@ use zos_types::{Bytes, GoTime};
 /// Where registration stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegistrationPhase {
+    /// Not registered yet (or the registrar forgot the node, e.g. after a reset); retrying with backoff.
     #[default]
     #[serde(rename = "in-progress")]
     InProgress,
+    /// Registered: the ids are valid.
     #[serde(rename = "registered")]
     Registered,
+    /// Registration cannot proceed until something outside changes (no `farmer_id`, a farm the registrar
+    /// does not know, no disks, no `/dev/kvm`, the registrar refusing the record); re-checked with backoff.
     #[serde(rename = "failed")]
     Failed,
 }
@@ -26,10 +37,11 @@ pub struct RegistrationState {
     pub node_id: u32,
     #[serde(rename = "TwinID", default)]
     pub twin_id: u32,
-    /// Why the last attempt failed (kept while retrying).
+    /// Why the last attempt failed (kept while retrying). When registered: empty, or what did not stop the
+    /// registration (storaged not answering, the last update of the record failing).
     #[serde(rename = "Reason", default, deserialize_with = "nullable")]
     pub reason: String,
-    /// When the node last registered or updated its record.
+    /// When the node last registered or checked its record against the registrar.
     #[serde(rename = "Updated", default)]
     pub updated: GoTime,
 }
@@ -37,11 +49,12 @@ pub struct RegistrationState {
 crate::contract! {
     /// This node's registration on the grid registrar.
     object Registrar, RegistrarClient, RegistrarContract = "registrar", "registrar", "0.0.1" {
-        /// The node id; an error while registration is in progress or failed.
+        /// The node id. Errors: `unavailable` "registration is still in progress (<reason>)", `not_found`
+        /// "registration failed: <reason>".
         fn node_id = "NodeID" () -> u32;
-        /// The twin id; an error while registration is in progress or failed.
+        /// The twin id; the same errors as `NodeID`.
         fn twin_id = "TwinID" () -> u32;
-        /// The registration state, whatever it is.
+        /// The registration state, whatever it is (never an error).
         fn state = "State" () -> RegistrationState;
     }
 }
@@ -151,23 +164,28 @@ pub struct ZosVersion {
 crate::contract! {
     /// The grid registrar, reached through registrar_light, signing as this node.
     object RegistrarGateway, RegistrarGatewayClient, RegistrarGatewayContract = "api-gateway", "api-gateway", "0.0.1" {
-        /// The published zos version and rollout flag.
+        /// The published zos version (`Version` as the registrar publishes it, e.g. `v4.1.2`) and whether every
+        /// farm may upgrade to it (`SafeToUpgrade`). For the upgrader.
         fn get_zos_version = "GetZosVersion" () -> ZosVersion;
-        /// A farm by id.
+        /// A farm by id (`not_found` when the registrar has none).
         fn get_farm = "GetFarm" (id: u64) -> Farm;
-        /// An account by twin id.
+        /// An account by twin id (`not_found` when unknown).
         fn get_twin = "GetTwin" (id: u64) -> Account;
-        /// The twin id of a public key.
+        /// The twin id of a 32-byte public key (`invalid_input` for another length, `not_found` when unknown).
         fn get_twin_by_pub_key = "GetTwinByPubKey" (public_key: Bytes) -> u64;
-        /// A node by id.
+        /// A node by id (`not_found` when unknown).
         fn get_node = "GetNode" (id: u64) -> Node;
-        /// The node of a twin.
+        /// The node of a twin (`not_found` when the twin has none).
         fn get_node_by_twin_id = "GetNodeByTwinID" (twin: u64) -> Node;
-        /// The node ids of a farm.
+        /// The node ids of a farm, all pages, sorted (`invalid_input` for farm 0).
         fn get_nodes = "GetNodes" (farm: u64) -> Vec<u64>;
-        /// Report this node's uptime (seconds since boot) at `timestamp` (Unix seconds).
+        /// Report this node's uptime (seconds since boot, ≥ 1) measured at `timestamp` (Unix seconds, within
+        /// ±60 s of the registrar's clock), signed as this node with the ids registrar_light keeps. For powerd,
+        /// every 40 min. `unavailable` while not registered, and when the registrar refuses the ids (it was
+        /// reset): registrar_light then re-resolves them at once; report again later.
         fn update_node_uptime_v2 = "UpdateNodeUptimeV2" (uptime: u64, timestamp: i64);
-        /// The current time.
+        /// The registrar's clock (the `Date` of its answer, whole seconds), not the local one: what an NTP sanity
+        /// check compares with. `unavailable` when the registrar does not answer.
         fn get_time = "GetTime" () -> GoTime;
     }
 }
