@@ -186,8 +186,8 @@ impl Engine {
                 match result {
                     Ok(outcome) => {
                         backoff.reset();
-                        if let Some(previous) = last_failure.take() {
-                            tracing::info!(%previous, "registration recovered");
+                        if last_failure.take().is_some() {
+                            tracing::info!("registrar record up to date again after failures");
                         }
                         storage_retry_at = if outcome.storage_unknown {
                             Some(Instant::now() + storage_backoff.next_delay())
@@ -204,7 +204,20 @@ impl Engine {
                     Err(failure) => {
                         let message = failure.message().to_string();
                         if last_failure.as_deref() != Some(message.as_str()) {
-                            tracing::warn!(failure = ?failure, registered = ids.is_some(), "registration step failed; retrying with backoff");
+                            match (&failure, ids.is_some()) {
+                                (Failure::Lost(_), _) => {
+                                    tracing::warn!(reason = %message, "the registrar does not know the node's ids any more; registering again")
+                                }
+                                (Failure::Blocked(_), false) => {
+                                    tracing::error!(reason = %message, "registration failed; re-checking with backoff")
+                                }
+                                (_, false) => {
+                                    tracing::warn!(reason = %message, "registration not done yet; retrying with backoff")
+                                }
+                                (_, true) => {
+                                    tracing::warn!(reason = %message, "updating the registrar record failed; retrying with backoff")
+                                }
+                            }
                             last_failure = Some(message.clone());
                         }
                         match failure {
@@ -439,6 +452,7 @@ impl Engine {
             )));
         }
         let twin_id = account.twin_id;
+        tracing::info!(twin = twin_id, "the node's account");
         let mut notes = Vec::new();
         self.update_relays(&account, &mut notes).await;
         let (facts, fact_notes) = self.facts().await?;

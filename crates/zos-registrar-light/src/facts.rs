@@ -99,8 +99,8 @@ impl StorageSource {
             StorageSource::Disabled => (Storage::Known { sru: 0, hru: 0 }, None),
             StorageSource::Storaged(client, timeout) => {
                 let client = client.with_timeout(*timeout);
-                let ssd = client.total(DeviceType::Ssd).await;
-                let hdd = client.total(DeviceType::Hdd).await;
+                let (ssd, hdd) =
+                    tokio::join!(client.total(DeviceType::Ssd), client.total(DeviceType::Hdd));
                 match (ssd, hdd) {
                     (Ok(sru), Ok(hru)) => (Storage::Known { sru, hru }, None),
                     (Err(e), _) | (_, Err(e)) => (

@@ -118,7 +118,7 @@ impl Default for Schedule {
             retry_max: Duration::from_secs(120),
             address_poll: Duration::from_secs(60),
             address_settle: Duration::from_millis(500),
-            storage_timeout: Duration::from_secs(5),
+            storage_timeout: Duration::from_secs(3),
             geoip_timeout: Duration::from_secs(10),
         }
     }
