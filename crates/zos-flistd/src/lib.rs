@@ -1,0 +1,1 @@
+//! flistd (work in progress).
