@@ -340,8 +340,8 @@ fn boot(opts: &Opts, state: &mut State, bin_dir: &Path) -> anyhow::Result<()> {
         )?;
         farm_id = out
             .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .last()
+            .rev()
+            .find_map(|w| w.parse().ok())
             .ok_or_else(|| {
                 anyhow::anyhow!("registrar-server seed-farm printed no farm id: {out:?}")
             })?;

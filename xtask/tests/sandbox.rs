@@ -74,7 +74,7 @@ fn sandbox_node_boots_serves_and_leaves_nothing_behind() {
         }
     }
     let name = zos_testkit::unique_name("t");
-    let mut uplink = String::new();
+    let uplink;
     let host_redis_socket = std::path::Path::new("/var/run/redis.sock").exists();
     {
         let node = Node(name.clone());

@@ -1,7 +1,7 @@
 //! The `contract!` macro: one declaration of a bus object gives its trait, typed client, server dispatch and
 //! the metadata the `zbus` CLI uses.
 //!
-//! ```ignore
+//! ```text
 //! contract! {
 //!     /// The calculator.
 //!     object Calculator, CalculatorClient, CalculatorContract = "calc", "calculator", "1.0" {
@@ -34,6 +34,9 @@
 use serde_json::Value;
 use zos_bus::Output;
 
+/// Encodes JSON arguments into wire arguments.
+pub type EncodeJsonArgs = fn(&[Value]) -> Result<Vec<Vec<u8>>, String>;
+
 /// One method of an object, as the CLI sees it.
 pub struct MethodContract {
     /// The Go (wire) name.
@@ -49,7 +52,7 @@ pub struct MethodContract {
     /// First line of the doc comment.
     pub doc: &'static str,
     /// Encode JSON arguments into wire arguments, typed by the declaration.
-    pub encode_json_args: fn(&[Value]) -> Result<Vec<Vec<u8>>, String>,
+    pub encode_json_args: EncodeJsonArgs,
     /// Decode a method output into JSON, typed by the declaration.
     pub decode_json_output: fn(&Output) -> Result<Value, zos_bus::Error>,
 }

@@ -160,7 +160,11 @@ impl RawSink {
         match self.conn.query::<(u64,)>(&pipe).await {
             Ok((n,)) => n,
             Err(e) => {
-                if self.failures.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                if self
+                    .failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(100)
+                {
                     tracing::warn!(channel = %self.channel, error = %e, "could not publish stream event");
                 }
                 0

@@ -1,7 +1,7 @@
 //! What every daemon binary shares: tracing to stderr, the shutdown signal, error printing.
 //!
 //! A daemon's `main` is:
-//! ```ignore
+//! ```text
 //! fn main() -> std::process::ExitCode {
 //!     let args = Args::parse();
 //!     zos_runtime::init_tracing(args.debug);
