@@ -91,10 +91,20 @@ fn classify(what: &str, e: &ClientError, ids_in_use: bool) -> Failure {
     }
 }
 
+/// What gathering the facts found worth reporting.
+#[derive(Debug, Default)]
+struct FactsOutcome {
+    /// storaged did not answer: ask again later.
+    storage_unknown: bool,
+    notes: Vec<String>,
+}
+
 /// What a successful step left to do or to report.
 #[derive(Debug, Default)]
 struct Outcome {
-    storage_unknown: bool,
+    /// Set when the step gathered the facts (else the previous ones still hold).
+    facts: Option<FactsOutcome>,
+    /// Problems that did not stop the step (an account update that failed).
     notes: Vec<String>,
 }
 
@@ -170,6 +180,7 @@ impl Engine {
         let mut retry_at = Instant::now();
         let mut storage_retry_at: Option<Instant> = None;
         let mut last_failure: Option<String> = None;
+        let mut fact_notes: Vec<String> = Vec::new();
         let mut account_tick = ticker(s.account_check);
         let mut update_tick = ticker(s.full_update);
         let shared = self.shared.clone();
@@ -189,14 +200,23 @@ impl Engine {
                         if last_failure.take().is_some() {
                             tracing::info!("registrar record up to date again after failures");
                         }
-                        storage_retry_at = if outcome.storage_unknown {
-                            Some(Instant::now() + storage_backoff.next_delay())
-                        } else {
-                            storage_backoff.reset();
-                            None
-                        };
+                        if let Some(facts) = outcome.facts {
+                            storage_retry_at = if facts.storage_unknown {
+                                Some(Instant::now() + storage_backoff.next_delay())
+                            } else {
+                                storage_backoff.reset();
+                                None
+                            };
+                            fact_notes = facts.notes;
+                        }
                         let ids = ids.expect("a successful step leaves ids");
-                        if let Err(e) = self.shared.set_registered(ids, outcome.notes.join("; ")) {
+                        let reason = fact_notes
+                            .iter()
+                            .chain(&outcome.notes)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        if let Err(e) = self.shared.set_registered(ids, reason) {
                             tracing::error!(error = %e, "registered, but the ids cannot be served");
                             self.shared.set_failed(e);
                         }
@@ -321,11 +341,11 @@ impl Engine {
         };
         let mut outcome = Outcome::default();
         if pending.account_check {
-            self.account_check(current).await?;
+            outcome.notes = self.account_check(current).await?;
             pending.account_check = false;
         }
         if pending.sync {
-            outcome = self.sync(current).await?;
+            outcome.facts = Some(self.sync(current).await?);
             pending.sync = false;
         }
         Ok(outcome)
@@ -453,10 +473,9 @@ impl Engine {
         }
         let twin_id = account.twin_id;
         tracing::info!(twin = twin_id, "the node's account");
-        let mut notes = Vec::new();
-        self.update_relays(&account, &mut notes).await;
-        let (facts, fact_notes) = self.facts().await?;
-        notes.extend(fact_notes);
+        let mut account_notes = Vec::new();
+        self.update_relays(&account, &mut account_notes).await;
+        let (facts, notes) = self.facts().await?;
         let existing = self
             .client
             .get_node_by_twin(twin_id)
@@ -507,13 +526,16 @@ impl Engine {
         Ok((
             Ids { twin_id, node_id },
             Outcome {
-                storage_unknown: facts.storage == Storage::Unknown,
-                notes,
+                facts: Some(FactsOutcome {
+                    storage_unknown: facts.storage == Storage::Unknown,
+                    notes,
+                }),
+                notes: account_notes,
             },
         ))
     }
 
-    async fn account_check(&mut self, ids: Ids) -> Result<(), Failure> {
+    async fn account_check(&mut self, ids: Ids) -> Result<Vec<String>, Failure> {
         let public_key = self.public_key().await?;
         let account = match self.client.get_account_by_public_key(&public_key).await {
             Ok(a) => a,
@@ -549,10 +571,10 @@ impl Engine {
                 ids.node_id, node.twin_id, ids.twin_id
             )));
         }
-        Ok(())
+        Ok(notes)
     }
 
-    async fn sync(&mut self, ids: Ids) -> Result<Outcome, Failure> {
+    async fn sync(&mut self, ids: Ids) -> Result<FactsOutcome, Failure> {
         let (facts, notes) = self.facts().await?;
         let current = match self.client.get_node(ids.node_id).await {
             Ok(n) => n,
@@ -581,7 +603,7 @@ impl Engine {
                     .map_err(|e| classify(&format!("updating node {}", ids.node_id), &e, true))?;
             }
         }
-        Ok(Outcome {
+        Ok(FactsOutcome {
             storage_unknown: facts.storage == Storage::Unknown,
             notes,
         })
