@@ -791,3 +791,36 @@ mod storage {
         Running(tx, task)
     }
 }
+
+#[tokio::test]
+async fn changed_relays_are_put_on_the_existing_account() {
+    if !have_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let registrar = Registrar::start().await;
+    let identity = Identity::start(&redis, SEED, None);
+    let (_f, flags) = flags_dir();
+    let mut cfg = light_config(
+        &redis,
+        &registrar.url(),
+        FarmSource::fixed(Some(registrar.farm_id as u32)),
+        &flags,
+    );
+    let light = Light::start(cfg.clone());
+    let first = wait_registered(&redis).await;
+    light.stop().await.unwrap();
+    assert_eq!(
+        registrar.account_of(&identity.key).unwrap().relays,
+        vec!["wss://relay.test.example"]
+    );
+
+    cfg.relays = vec!["wss://a.example".into(), "wss://b.example".into()];
+    let light = Light::start(cfg);
+    let again = wait_registered(&redis).await;
+    assert_eq!(again.twin_id, first.twin_id);
+    let account = registrar.account_of(&identity.key).unwrap();
+    assert_eq!(account.relays, vec!["wss://a.example", "wss://b.example"]);
+    light.stop().await.unwrap();
+    identity.stop().await;
+}
