@@ -109,14 +109,19 @@ async fn serves_at_once_registers_and_keeps_its_ids_across_sigkill() {
         )
         .await;
     }
+    // Before the first attempt ended the reason says so; then it names the registrar that does not answer.
+    let state = registrar_client(&redis).state().await.unwrap();
+    assert_eq!(state.phase, RegistrationPhase::InProgress, "{state:?}");
+    assert!(!state.reason.is_empty(), "{state:?}");
     let state = wait_state(
         &redis,
         "in progress with a reason",
         Duration::from_secs(20),
-        |s| !s.reason.is_empty(),
+        |s| s.reason.contains("no answer"),
     )
     .await;
     assert_eq!(state.phase, RegistrationPhase::InProgress, "{state:?}");
+    assert!(state.reason.contains(&addr.to_string()), "{state:?}");
 
     let registrar = Registrar::start_on(addr).await;
     let first = wait_registered(&redis).await;

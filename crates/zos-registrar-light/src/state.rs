@@ -18,15 +18,30 @@ pub struct Ids {
     pub node_id: u64,
 }
 
+/// The reason of the state before the first attempt ended.
+pub const FIRST_ATTEMPT: &str = "the first registration attempt is under way";
+
 /// The state and a way for other parts to ask the state machine to check the ids again.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     state: Mutex<RegistrationState>,
     recheck: Notify,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            state: Mutex::new(RegistrationState {
+                reason: FIRST_ATTEMPT.to_string(),
+                ..Default::default()
+            }),
+            recheck: Notify::new(),
+        }
+    }
+}
+
 impl Shared {
-    /// A fresh state: in progress.
+    /// A fresh state: in progress, the first attempt under way.
     pub fn new() -> Shared {
         Shared::default()
     }
@@ -155,8 +170,12 @@ mod tests {
     fn ids_only_when_registered() {
         let s = Shared::new();
         let e = s.ids().unwrap_err();
-        assert_eq!(e.message, IN_PROGRESS);
+        assert_eq!(
+            e.message,
+            "registration is still in progress (the first registration attempt is under way)"
+        );
         assert_eq!(e.kind.as_deref(), Some("unavailable"));
+        assert_eq!(in_progress_error("").message, IN_PROGRESS);
         s.set_in_progress("the registrar does not answer".into());
         let e = s.ids().unwrap_err();
         assert_eq!(
