@@ -383,12 +383,19 @@ impl Default for HubConfig {
 pub struct FlistConfig {
     /// flistd's state and mounts.
     pub root: PathBuf,
+    /// Concurrent bus calls.
+    pub workers: usize,
+    /// Block stores (`[<lo>-<hi>=]<url>`) tried when a flist's own routes fail (a flist packed with a store
+    /// the node cannot reach). Empty: the hub's `/blocks` (`<[hub] url>/blocks`), then `[hub] storage`.
+    pub stores: Vec<String>,
 }
 
 impl Default for FlistConfig {
     fn default() -> Self {
         FlistConfig {
             root: PathBuf::from("/var/cache/modules/flistd"),
+            workers: 4,
+            stores: Vec::new(),
         }
     }
 }
