@@ -32,6 +32,7 @@ pub mod cleaner;
 pub mod daemon;
 pub mod download;
 pub mod error;
+pub mod failpoint;
 pub mod fuse;
 pub mod locks;
 pub mod module;

@@ -30,6 +30,7 @@ use zos_api::storage::StorageClient;
 
 use crate::download::Downloader;
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::fuse::FSNAME_PREFIX;
 use crate::locks::KeyedLocks;
 use crate::mounts::{self, MountEntry};
@@ -253,8 +254,10 @@ impl FlistModule {
         let result = async {
             if !rec.read_only {
                 self.ensure_volume(&mut rec).await?;
+                failpoint::hit("mount:volume-created").await;
             }
             self.mount_name(&rec).await?;
+            failpoint::hit("mount:mounted").await;
             rec.state = State::Mounted;
             self.records.save(&rec)
         }
@@ -644,6 +647,7 @@ impl FlistModule {
             },
             Err(e) => errors.push(e),
         }
+        failpoint::hit("unmount:detached").await;
         if rec.volume.as_ref().is_some_and(|v| v.created) {
             match self.storage.volume_delete(rec.name.clone()).await {
                 Ok(()) => tracing::info!(name = %rec.name, "volume deleted"),
