@@ -3,91 +3,10 @@
 //! identityd and a reboot of the whole node without registering twice; and it re-registers when its address
 //! changes.
 
-use std::io::{Read, Write};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn xtask(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .output()
-        .expect("running xtask");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// Removes the node even when an assertion fails.
-struct Node(String);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = xtask(&["node", "down", "--name", &self.0]);
-    }
-}
-
-impl Node {
-    fn exec(&self, argv: &[&str]) -> (bool, String) {
-        let mut args = vec!["node", "exec", "--name", &self.0, "--"];
-        args.extend_from_slice(argv);
-        xtask(&args)
-    }
-
-    /// A bus call inside the node, its JSON result.
-    fn call(&self, argv: &[&str]) -> Result<serde_json::Value, String> {
-        let mut args = vec!["zbus", "--timeout", "5", "call"];
-        args.extend_from_slice(argv);
-        let (ok, out) = self.exec(&args);
-        if !ok {
-            return Err(out);
-        }
-        let json_start = out
-            .find(['{', '[', '"'])
-            .or_else(|| out.find(|c: char| c.is_ascii_digit()))
-            .ok_or(out.clone())?;
-        serde_json::Deserializer::from_str(&out[json_start..])
-            .into_iter::<serde_json::Value>()
-            .next()
-            .and_then(Result::ok)
-            .ok_or(out)
-    }
-
-    fn subnet(&self) -> String {
-        std::fs::read_to_string(format!("/var/lib/zos-sandbox/{}/state", self.0))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("subnet=").map(str::to_string))
-            .expect("state has the subnet")
-    }
-
-    /// GET from the host-side registrar.
-    fn registrar_get(&self, path: &str) -> serde_json::Value {
-        let addr = format!("10.232.{}.1:8080", self.subnet());
-        let mut s = std::net::TcpStream::connect(&addr).expect("registrar reachable from the host");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET /api/v1{path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("registrar {path}: {e}: {text}"))
-    }
-}
-
-fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + limit;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match f() {
-            Ok(v) => return v,
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("{what}: not within {limit:?}; last: {last}");
-}
+mod common;
+use common::{Node, eventually, xtask};
 
 #[test]
 fn node_registers_by_itself_and_keeps_its_identity() {
@@ -109,7 +28,7 @@ fn node_registers_by_itself_and_keeps_its_identity() {
     let node = Node(zos_testkit::unique_name("r"));
 
     // The registrar is away when the node boots: the node comes up, and says registration is in progress.
-    let (ok, out) = xtask(&["node", "up", "--name", &node.0, "--no-registrar"]);
+    let (ok, out) = node.up(&["--no-registrar"]);
     assert!(ok, "node up failed:\n{out}");
     let state = node
         .call(&["registrar", "registrar", "State"])

@@ -3,27 +3,8 @@
 
 use std::process::Command;
 
-fn xtask(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .output()
-        .expect("running xtask");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// Removes the node even when an assertion fails.
-struct Node(String);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = xtask(&["node", "down", "--name", &self.0]);
-    }
-}
+mod common;
+use common::{Node, xtask};
 
 fn host_traces(name: &str) -> Vec<String> {
     let dir = format!("/var/lib/zos-sandbox/{name}");
@@ -65,29 +46,24 @@ fn host_traces(name: &str) -> Vec<String> {
 
 #[test]
 fn sandbox_node_boots_serves_and_leaves_nothing_behind() {
-    if !zos_testkit::require_root() {
+    if !common::sandbox_prerequisites() {
         return;
-    }
-    for cmd in ["unshare", "nsenter", "losetup", "ip", "redis-server"] {
-        if !zos_testkit::require_command(cmd) {
-            return;
-        }
     }
     let name = zos_testkit::unique_name("t");
     let uplink;
     let host_redis_socket = std::path::Path::new("/var/run/redis.sock").exists();
     {
         let node = Node(name.clone());
-        let (ok, out) = xtask(&["node", "up", "--name", &node.0]);
+        let (ok, out) = node.up(&[]);
         assert!(ok, "node up failed:\n{out}");
         assert!(out.contains("is up"), "{out}");
 
         // A second `up` is refused and says why.
-        let (ok, out) = xtask(&["node", "up", "--name", &node.0]);
+        let (ok, out) = node.up(&[]);
         assert!(!ok && out.contains("already up"), "{out}");
 
         // zinit is PID 1 inside and serves its socket; redis answers on the node's own socket.
-        let (ok, out) = xtask(&["node", "exec", "--name", &node.0, "--", "zinit", "list"]);
+        let (ok, out) = node.exec(&["zinit", "list"]);
         assert!(ok, "{out}");
         assert!(out.contains("redis: Running"), "{out}");
         let (ok, out) = xtask(&[
@@ -130,10 +106,8 @@ fn sandbox_node_boots_serves_and_leaves_nothing_behind() {
 
         let (ok, out) = xtask(&["node", "status", "--name", &node.0]);
         assert!(ok && out.contains("zinit list"), "{out}");
-        uplink = std::fs::read_to_string(format!("/var/lib/zos-sandbox/{}/state", node.0))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("host_if=").map(str::to_string))
+        uplink = node
+            .state("host_if")
             .expect("the state names the host end of the uplink");
         assert!(std::path::Path::new(&format!("/sys/class/net/{uplink}")).exists());
     }

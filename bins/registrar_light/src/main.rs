@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use zos_config::{Cmdline, NodeConfig};
+use zos_config::NodeConfig;
 
 /// Register the node on the grid registrar and serve the registrar gateway.
 #[derive(Parser, Debug)]
@@ -29,22 +29,9 @@ struct Args {
     debug: bool,
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<NodeConfig> {
-    match path {
-        None => NodeConfig::load().context("loading the node configuration"),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let cmdline = Cmdline::load().context("reading the kernel command line")?;
-            NodeConfig::from_parts(&cmdline, Some((path.as_path(), &text)), std::env::vars())
-                .context("loading the node configuration")
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    let node = match load_config(args.config.as_ref()) {
+    let node = match NodeConfig::load_from(args.config.as_deref()).context("loading the node configuration") {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -434,25 +434,21 @@ impl NodeConfig {
     /// Load from the standard places: the kernel command line (`ZOS_CMDLINE` or `/proc/cmdline`), the config
     /// file (`ZOS_CONFIG` or `/etc/zos/config.toml`, optional) and the process environment.
     pub fn load() -> Result<NodeConfig, ConfigError> {
+        NodeConfig::load_from(None)
+    }
+
+    /// Like [`NodeConfig::load`], with the config file given explicitly (a daemon's `--config` flag): then the
+    /// file must exist. `None` means `ZOS_CONFIG`, else `/etc/zos/config.toml` if present.
+    pub fn load_from(file: Option<&Path>) -> Result<NodeConfig, ConfigError> {
         let cmdline = Cmdline::load()?;
-        let path = std::env::var_os("ZOS_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+        let explicit = file.map(Path::to_path_buf).or_else(|| std::env::var_os("ZOS_CONFIG").map(PathBuf::from));
+        let path = explicit.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    && std::env::var_os("ZOS_CONFIG").is_none() =>
-            {
-                None
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => None,
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        NodeConfig::from_parts(
-            &cmdline,
-            text.as_deref().map(|t| (path.as_path(), t)),
-            std::env::vars(),
-        )
+        NodeConfig::from_parts(&cmdline, text.as_deref().map(|t| (path.as_path(), t)), std::env::vars())
     }
 
     /// Build from explicit parts (for tests and tools): a command line, an optional `(path, text)` config
