@@ -629,7 +629,8 @@ impl FlistModule {
     }
 
     /// Take a mount down: mark it, unmount and remove its directory, delete the volume flistd created, and
-    /// forget it. Every step is tried; the record stays (as being removed) when one failed.
+    /// forget it. The record stays (as being removed) when a step failed; a volume is never deleted while
+    /// the mount could not be detached.
     async fn take_down(&self, rec: &mut Record) -> Result<()> {
         if rec.state != State::Removing {
             rec.state = State::Removing;
@@ -645,7 +646,13 @@ impl FlistModule {
                 }
                 _ => {}
             },
-            Err(e) => errors.push(e),
+            Err(e) => {
+                // Still mounted: its volume is not deleted under it; the next check tries again.
+                return Err(Error::Cleanup {
+                    name: rec.name.clone(),
+                    errors: vec![e],
+                });
+            }
         }
         failpoint::hit("unmount:detached").await;
         if rec.volume.as_ref().is_some_and(|v| v.created) {
