@@ -23,6 +23,8 @@ usage: cargo xtask <task>
   node exec [--name N] -- CMD run a command inside the node
   node reboot [--name N]      power-cycle the node (its disks, identity and registrar stay)
   node registrar stop|start   stop or start the host-side registrar
+  node publish DIR REPO/NAME.fl
+                              pack DIR into the node's hub and print the flist's URL
   bench bus [--quick]         bus round trip vs the raw Redis floor
   bench flist                 flist pack/mount throughput vs the local disk
 ";

@@ -22,6 +22,8 @@ use crate::{prereq, sh};
 
 /// Where sandboxes keep their state.
 const STATE_ROOT: &str = "/var/lib/zos-sandbox";
+/// Where the node sees its binaries (a bind mount of `<state>/bin` on its private /run).
+const NODE_BIN: &str = "/run/zos-bin";
 /// Size of each sparse disk.
 const DISK_SIZE: u64 = 8 << 30;
 /// Number of disks.
@@ -45,6 +47,7 @@ const DAEMONS: &[(&str, &str)] = &[
 const HOST_TOOLS: &[(&str, &str)] = &[
     ("registrar-server", "registrar-server"),
     ("hub-server", "hub-server"),
+    ("zflist", "zflist"),
 ];
 
 /// Tools the node needs besides the daemons.
@@ -80,6 +83,7 @@ fn parse(args: &[String]) -> anyhow::Result<(String, Opts)> {
     };
     while let Some(a) = it.next() {
         match a.as_str() {
+            s if verb == "publish" && !s.starts_with('-') => opts.command.push(s.to_string()),
             "--" if verb == "exec" => {
                 opts.command = it.by_ref().cloned().collect();
                 break;
@@ -133,6 +137,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         "shell" => shell(&opts.name),
         "exec" => exec(&opts.name, &opts.command),
         "reboot" => reboot(&opts.name, opts.wait),
+        "publish" => publish(&opts.name, &opts.command),
         "registrar" => registrar(&opts.name, opts.service.as_deref().unwrap_or("")),
         other => {
             anyhow::bail!("unknown node command {other:?}: up, down, status, logs, shell or exec")
@@ -609,6 +614,7 @@ fn node_config(loops: &[String], daemons: &[&str], registrar: &str, hub: &str) -
 
 fn init_script(name: &str, dir: &Path, node_if: &str, node_ip: &str, host_ip: &str) -> String {
     let d = dir.display();
+    let state_root = STATE_ROOT;
     format!(
         r#"#!/bin/sh
 # PID 1 of the sandbox node until it execs zinit. Runs in fresh pid, mount, net, uts and ipc namespaces.
@@ -621,6 +627,11 @@ mount -t tmpfs -o mode=0755 tmpfs /var/cache
 mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-upper,workdir={d}/etc-work /etc
 mount -t sysfs sysfs /sys
 mkdir -p /run/netns /var/run
+# The node's binaries, then hide every sandbox's state (disk images, the hub's store) from the node: it reaches
+# the host only through its uplink, like a real node.
+mkdir -p {NODE_BIN}
+mount --bind {d}/bin {NODE_BIN}
+mount -t tmpfs -o mode=0700 tmpfs {state_root}
 hostname zos-{name}
 
 # The uplink arrives from the host; as on a real node it is enslaved to the bridge `zos`.
@@ -638,7 +649,7 @@ ip link set zos up
 ip addr add {node_ip}/24 dev zos
 ip route add default via {host_ip}
 
-export PATH={d}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH={NODE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export ZOS_CMDLINE=/etc/zos/cmdline
 export HOME=/root
 exec zinit init --no-kmsg -c /etc/zinit
@@ -700,8 +711,7 @@ fn node_command(state: &State, argv: &[&str]) -> anyhow::Result<Command> {
         .args([
             "env",
             &format!(
-                "PATH={}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                state.dir.display()
+                "PATH={NODE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
             ),
         ])
         .args(["ZOS_CMDLINE=/etc/zos/cmdline"])
@@ -762,6 +772,44 @@ fn reboot(name: &str, wait: u64) -> anyhow::Result<()> {
     }
     start(&mut state, wait)?;
     announce(&state)
+}
+
+/// Pack `DIR` into the host-side hub's block store and publish the flist as `REPO/NAME.fl`; print its URL.
+fn publish(name: &str, args: &[String]) -> anyhow::Result<()> {
+    let [dir, target] = args else {
+        anyhow::bail!("usage: cargo xtask node publish [--name N] DIR REPO/NAME.fl");
+    };
+    let (repo, file) = target
+        .split_once('/')
+        .filter(|(r, f)| !r.is_empty() && f.ends_with(".fl") && !f.contains('/'))
+        .ok_or_else(|| anyhow::anyhow!("{target:?}: expected REPO/NAME.fl"))?;
+    let state = State::load(name).ok_or_else(|| anyhow::anyhow!("node {name:?} is not up"))?;
+    if state.get("hub").is_none() {
+        anyhow::bail!("node {name:?} has no hub (hub-server was not built)");
+    }
+    let bin = state.dir.join("bin");
+    let staged = state.dir.join(format!("publish-{file}"));
+    sh::run(
+        Command::new(bin.join("zflist"))
+            .args(["pack", "-m"])
+            .arg(&staged)
+            .arg("-s")
+            .arg(format!("dir://{}", state.dir.join("hub-blocks").display()))
+            .arg(dir),
+    )?;
+    let published = sh::run(
+        Command::new(bin.join("hub-server"))
+            .arg("publish")
+            .arg("--dir")
+            .arg(state.dir.join("hub"))
+            .args(["--repo", repo, "--name", file])
+            .arg(&staged),
+    );
+    let _ = fs::remove_file(&staged);
+    published?;
+    let (_, _, host_ip, _) = uplink(&state)?;
+    println!("http://{host_ip}:8081/{repo}/{file}");
+    Ok(())
 }
 
 /// Stop or start the host-side registrar (to test a node whose registrar is away).

@@ -51,11 +51,14 @@ impl Node {
 
     /// A bus call inside the node, its JSON result.
     pub fn call(&self, argv: &[&str]) -> Result<serde_json::Value, String> {
-        let mut args = vec!["zbus", "--timeout", "5", "call"];
+        let mut args = vec!["zbus", "--timeout", "30", "call"];
         args.extend_from_slice(argv);
         let (ok, out) = self.exec(&args);
         if !ok {
             return Err(out);
+        }
+        if let Ok(v) = serde_json::from_str(out.trim()) {
+            return Ok(v);
         }
         let json_start = out
             .find(['{', '[', '"'])
