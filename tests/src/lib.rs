@@ -1,1 +1,0 @@
-//! Whole-node tests (see `tests/` of this crate).
