@@ -212,6 +212,9 @@ impl FlistModule {
         validate::check_name(name)?;
         validate::check_flist_url(url)?;
         let opts = validate::check_options(options)?;
+        if !opts.read_only && opts.persisted_volume.is_none() {
+            validate::check_volume_name(name)?;
+        }
         let _n = self.names.lock(name).await;
         if let Some(rec) = self.records.load(name)? {
             if rec.state == State::Mounted {

@@ -40,6 +40,19 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Check that a writable mount's volume can be named after it: storaged keeps `zos-cache`, `vdisks` and
+/// names starting with `zdb` for itself (and `zos-cache` is the node's cache, never a mount's layer).
+pub fn check_volume_name(name: &str) -> Result<()> {
+    if name == "zos-cache" || name == "vdisks" || name.starts_with("zdb") {
+        return Err(Error::InvalidName {
+            name: name.into(),
+            reason: "reserved by storaged for its own volumes (a writable mount is a volume of its name)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// The kind of flist a URL names, by its extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlistKind {
@@ -201,6 +214,12 @@ mod tests {
             assert_eq!(e.kind(), "invalid_input");
             assert!(e.to_string().contains(why), "{bad:?}: {e}");
         }
+        for reserved in ["zos-cache", "vdisks", "zdb", "zdb-1"] {
+            check_name(reserved).unwrap();
+            let e = check_volume_name(reserved).unwrap_err();
+            assert!(e.to_string().contains("reserved by storaged"), "{e}");
+        }
+        check_volume_name("my-zdb").unwrap();
         let e = check_name(&"n".repeat(129)).unwrap_err();
         assert!(e.to_string().contains("longer than 128"), "{e}");
     }
