@@ -13,7 +13,6 @@ use zos_hub::{Hub, ServerConfig};
     version,
     about = "A local 0-hub serving flists and blocks from a directory"
 )]
-#[command(args_conflicts_with_subcommands = true)]
 struct Args {
     /// The public directory (`<repo>/<name>.flist|.fl`, `.tag-<tag>/`, taglinks).
     #[arg(long, global = true, default_value = "/var/lib/hub/public")]
