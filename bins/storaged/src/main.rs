@@ -31,7 +31,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let cfg = match NodeConfig::load_from(args.config.as_deref()).context("loading the node configuration") {
+    let cfg = match NodeConfig::load_from(args.config.as_deref())
+        .context("loading the node configuration")
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -441,14 +441,22 @@ impl NodeConfig {
     /// file must exist. `None` means `ZOS_CONFIG`, else `/etc/zos/config.toml` if present.
     pub fn load_from(file: Option<&Path>) -> Result<NodeConfig, ConfigError> {
         let cmdline = Cmdline::load()?;
-        let explicit = file.map(Path::to_path_buf).or_else(|| std::env::var_os("ZOS_CONFIG").map(PathBuf::from));
-        let path = explicit.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+        let explicit = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("ZOS_CONFIG").map(PathBuf::from));
+        let path = explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => None,
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        NodeConfig::from_parts(&cmdline, text.as_deref().map(|t| (path.as_path(), t)), std::env::vars())
+        NodeConfig::from_parts(
+            &cmdline,
+            text.as_deref().map(|t| (path.as_path(), t)),
+            std::env::vars(),
+        )
     }
 
     /// Build from explicit parts (for tests and tools): a command line, an optional `(path, text)` config
