@@ -4,6 +4,7 @@
 //! `RPUSH reply resp` — the least work the zbus pattern can do over the same Redis and the same client library.
 //! Ours: a `zos-bus` server (32 workers) serving a trivial method, called through a generated typed client.
 //! Both are measured with 1 caller (latency) and 32 concurrent callers (throughput), and the ratios printed.
+//! The callers run on one thread and the server on another (single-threaded runtimes), for floor and ours alike.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,40 +88,87 @@ async fn raw_conn(socket: &std::path::Path) -> anyhow::Result<redis::aio::Multip
         .await?)
 }
 
+/// A server running on a thread of its own (a single-threaded runtime), as a separate daemon process would;
+/// stopped on drop.
+struct ServerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    fn spawn<F, Fut>(make: F) -> ServerThread
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            rt.block_on(async move {
+                tokio::select! {
+                    _ = make() => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        ServerThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
 /// The floor: the zbus pattern with nothing but Redis commands.
 async fn floor(redis: &RedisServer, callers: usize, calls_each: usize) -> anyhow::Result<Measure> {
     let queue = format!("floor.{}", callers);
-    let mut servers = Vec::new();
-    for _ in 0..SERVER_CONNS {
-        let mut conn = raw_conn(&redis.socket()).await?;
-        let queue = queue.clone();
-        servers.push(tokio::spawn(async move {
-            loop {
-                let item: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
-                    .arg(&queue)
-                    .arg(0)
-                    .query_async(&mut conn)
-                    .await
-                    .ok()
-                    .flatten();
-                let Some((_, payload)) = item else { continue };
-                // The payload starts with the 36-byte reply key.
-                let reply = String::from_utf8_lossy(&payload[..36]).into_owned();
-                let _: Result<i64, _> = redis::cmd("RPUSH")
-                    .arg(&reply)
-                    .arg(&payload[36..])
-                    .query_async(&mut conn)
-                    .await;
-            }
-        }));
-    }
+    let socket = redis.socket();
+    let server_queue = queue.clone();
+    let _server = ServerThread::spawn(move || async move {
+        let mut servers = Vec::new();
+        for _ in 0..SERVER_CONNS {
+            let Ok(mut conn) = raw_conn(&socket).await else {
+                return;
+            };
+            let queue = server_queue.clone();
+            servers.push(tokio::spawn(async move {
+                loop {
+                    let item: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+                        .arg(&queue)
+                        .arg(0)
+                        .query_async(&mut conn)
+                        .await
+                        .ok()
+                        .flatten();
+                    let Some((_, payload)) = item else { continue };
+                    // The payload starts with the 36-byte reply key.
+                    let reply = String::from_utf8_lossy(&payload[..36]).into_owned();
+                    let _: Result<i64, _> = redis::cmd("RPUSH")
+                        .arg(&reply)
+                        .arg(&payload[36..])
+                        .query_async(&mut conn)
+                        .await;
+                }
+            }));
+        }
+        std::future::pending::<()>().await;
+    });
     let mut conns = Vec::new();
     for _ in 0..callers {
         conns.push(tokio::sync::Mutex::new(raw_conn(&redis.socket()).await?));
     }
     let conns = Arc::new(conns);
     let body = vec![b'x'; 96];
-    let result = drive(callers, calls_each, move |c| {
+    drive(callers, calls_each, move |c| {
         let conns = conns.clone();
         let queue = queue.clone();
         let body = body.clone();
@@ -141,25 +189,26 @@ async fn floor(redis: &RedisServer, callers: usize, calls_each: usize) -> anyhow
             Ok(())
         }
     })
-    .await;
-    for s in servers {
-        s.abort();
-    }
-    result
+    .await
 }
 
 /// Our bus: a zos-bus server with 32 workers and a typed client.
 async fn ours(redis: &RedisServer, callers: usize, calls_each: usize) -> anyhow::Result<Measure> {
     let broker = Broker::parse(&redis.url())?;
-    let server = Server::new("bench", broker.clone())
-        .concurrency(SERVER_CONNS)
-        .register(EchoContract::server(Arc::new(EchoImpl)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    let server_broker = broker.clone();
+    let _server = ServerThread::spawn(move || async move {
+        let server = Server::new("bench", server_broker)
+            .concurrency(SERVER_CONNS)
+            .register(EchoContract::server(Arc::new(EchoImpl)));
+        let _ = server.run(std::future::pending()).await;
+    });
     let client = EchoClient::new(Client::new(broker));
-    let result = drive(callers, calls_each, move |_| {
+    // The server is up once its status object answers.
+    client
+        .bus()
+        .status("bench", Duration::from_secs(10))
+        .await?;
+    drive(callers, calls_each, move |_| {
         let client = client.clone();
         async move {
             let v = client.add(1.0, 2.0).await?;
@@ -167,10 +216,7 @@ async fn ours(redis: &RedisServer, callers: usize, calls_each: usize) -> anyhow:
             Ok(())
         }
     })
-    .await;
-    let _ = stop.send(());
-    let _ = task.await;
-    result
+    .await
 }
 
 fn line(name: &str, m: &Measure) {
@@ -189,7 +235,9 @@ fn line(name: &str, m: &Measure) {
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let (n1, n32, rounds) = if quick { (300, 60, 1) } else { (3000, 300, 5) };
     let redis = RedisServer::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The callers run on this thread, each server on a thread of its own: as separate processes would, and
+    // without work-stealing moving tasks between the two cores from one round to the next.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {

@@ -82,22 +82,22 @@ impl ServerObject {
 #[derive(Clone)]
 pub(crate) struct SharedConn {
     broker: Broker,
-    conn: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
+    conn: Arc<Mutex<Option<redis::aio::MultiplexedConnection>>>,
 }
 
 impl SharedConn {
     pub(crate) fn new(broker: Broker) -> Self {
         SharedConn {
             broker,
-            conn: Arc::new(tokio::sync::Mutex::new(None)),
+            conn: Arc::new(Mutex::new(None)),
         }
     }
 
     async fn get(&self) -> Result<redis::aio::MultiplexedConnection, Error> {
-        let mut guard = self.conn.lock().await;
-        if let Some(c) = guard.as_ref() {
+        if let Some(c) = self.conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             return Ok(c.clone());
         }
+        // Connect outside the lock; if several tasks race, the last connection made is kept.
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(5)));
@@ -110,12 +110,12 @@ impl SharedConn {
                 url: self.broker.url().to_string(),
                 source: e,
             })?;
-        *guard = Some(c.clone());
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
         Ok(c)
     }
 
     async fn reset(&self) {
-        *self.conn.lock().await = None;
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Run a pipeline, reconnecting once if the connection broke.
