@@ -104,6 +104,46 @@ fn sandbox_node_boots_serves_and_leaves_nothing_behind() {
             "the node touched the host's /var/run"
         );
 
+        // storaged made its pools from the loop disks: the cache is a subvolume on one of them, mounted on the
+        // node's /var/cache, and volumes can be made and listed from the operator CLI.
+        let cache = node
+            .call(&["storage", "storage", "Cache"])
+            .expect("storage Cache");
+        let cache_path = cache["Path"].as_str().unwrap_or_default().to_string();
+        assert!(
+            cache_path.starts_with("/mnt/") && cache_path.ends_with("/zos-cache"),
+            "{cache}"
+        );
+        let (ok, out) = node.exec(&["sh", "-c", "grep ' /var/cache ' /proc/mounts"]);
+        assert!(
+            ok && out.contains("btrfs"),
+            "/var/cache is not the btrfs cache: {out}"
+        );
+        let loops = node.state("loops").expect("state lists the loop disks");
+        let (ok, out) = node.exec(&["sh", "-c", "grep ' /mnt/' /proc/mounts"]);
+        assert!(
+            ok && loops.split(',').any(|l| out.contains(l)),
+            "pools are not on the loop disks {loops}: {out}"
+        );
+        let created = node
+            .call(&[
+                "storage",
+                "storage",
+                "VolumeCreate",
+                "sandbox-vol",
+                "104857600",
+            ])
+            .expect("VolumeCreate");
+        assert_eq!(created["Name"], "sandbox-vol", "{created}");
+        let list = node
+            .call(&["storage", "storage", "VolumeList"])
+            .expect("VolumeList");
+        assert!(
+            list.as_array()
+                .is_some_and(|v| v.iter().any(|v| v["Name"] == "sandbox-vol")),
+            "{list}"
+        );
+
         let (ok, out) = xtask(&["node", "status", "--name", &node.0]);
         assert!(ok && out.contains("zinit list"), "{out}");
         uplink = node
