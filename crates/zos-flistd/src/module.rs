@@ -398,6 +398,9 @@ impl FlistModule {
             let r = ro.clone();
             blocking(move || mounts::detach_all(&r)).await?;
         }
+        // A previous server of this path that is still alive would, once its (detached) mount is released,
+        // unmount by path whatever is mounted there then: the new server's mount. It goes first.
+        self.retire_server(hash).await;
         mkdir(&ro)?;
         let meta = self.dirs.flist.join(hash);
         if !meta.is_file() {
@@ -485,6 +488,30 @@ impl FlistModule {
         Ok(id)
     }
 
+    /// Stop the last FUSE server of `ro/<hash>` (from its pid file) if it still runs, and wait until it is gone.
+    /// Only called once its mount was detached or found dead. SIGKILL, so that it cannot run its unmount-by-path
+    /// on exit (fuser unmounts its mountpoint's path when its session ends), which would take down a newer mount
+    /// at the same path. The caller holds the flist's lock.
+    async fn retire_server(&self, hash: &str) {
+        let ro = self.ro_path(hash);
+        let pid_file = self.dirs.pid.join(format!("{hash}.pid"));
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| serves(*p, &ro)) {
+            tracing::debug!(hash, pid, "stopping the previous FUSE server of the flist");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while serves(pid, &ro) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let _ = std::fs::remove_file(&pid_file);
+    }
+
     /// Unmount `ro/<hash>` when no record refers to the flist any more. The caller holds the flist's lock.
     async fn drop_ro_if_unused(&self, hash: &str) {
         let used = match self.records.all() {
@@ -505,8 +532,8 @@ impl FlistModule {
             tracing::warn!(hash, "unmounting the unused flist: {}", e.chain());
             return;
         }
+        self.retire_server(hash).await;
         let _ = std::fs::remove_dir(&ro);
-        let _ = std::fs::remove_file(self.dirs.pid.join(format!("{hash}.pid")));
         let _ = std::fs::remove_file(self.dirs.log.join(format!("{hash}.log")));
         tracing::info!(hash, "flist no longer used: its read-only mount is gone");
     }
