@@ -4,21 +4,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{MIB, World, assert_same_as_source, eventually, fs, gone};
 use zos_api::bus::Client;
 use zos_api::flist::MountOptions;
+use zos_testkit::ChildProcess;
 
 /// A flistd child process; SIGKILLed on drop.
-struct Flistd {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+struct Flistd(ChildProcess);
 
 impl Flistd {
     fn start(w: &World, failpoint: Option<&str>) -> Flistd {
@@ -41,30 +37,18 @@ impl Flistd {
         cmd.env("ZOS_CONFIG", &config)
             .env("ZOS_CMDLINE", &cmdline)
             .env("RUST_LOG", "info")
-            .env_remove(zos_flistd::failpoint::FAILPOINT_ENV)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env_remove(zos_flistd::failpoint::FAILPOINT_ENV);
         if let Some(f) = failpoint {
             cmd.env(zos_flistd::failpoint::FAILPOINT_ENV, f);
         }
-        let mut child = cmd.spawn().expect("spawning flistd");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("flistd: {line}");
-                let _ = tx.send(line);
-            }
-        });
-        Flistd { child, lines }
+        Flistd(ChildProcess::spawn("flistd", &mut cmd))
     }
 
     /// Wait until flistd answers its status object (it serves only after checking the recorded mounts).
     async fn ready(&mut self, w: &World) {
         let bus = Client::connect(&w.redis.url()).unwrap();
         for _ in 0..600 {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.0.try_wait() {
                 panic!("flistd exited during start: {status}");
             }
             if bus
@@ -85,15 +69,11 @@ impl Flistd {
         text: &str,
         call: &mut tokio::task::JoinHandle<T>,
     ) {
-        let mut seen = false;
         let stopped = eventually(Duration::from_secs(120), || {
-            while let Ok(line) = self.lines.try_recv() {
-                seen |= line.contains(text);
-            }
-            seen || call.is_finished()
+            self.0.printed(text) || call.is_finished()
         })
         .await;
-        if !seen {
+        if !self.0.printed(text) {
             if stopped {
                 panic!("the call ended before {text:?}: {:?}", call.await);
             }
@@ -102,25 +82,11 @@ impl Flistd {
     }
 
     fn kill(&mut self) {
-        common::kill(self.child.id() as i32);
-        let _ = self.child.wait();
+        self.0.kill();
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Flistd {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.kill();
-        }
+        self.0.terminate(Duration::from_secs(60))
     }
 }
 

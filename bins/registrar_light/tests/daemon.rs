@@ -6,20 +6,18 @@
 #[path = "../../../crates/zos-registrar-light/tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use zos_api::registrar::RegistrationPhase;
-use zos_testkit::RedisServer;
+use zos_testkit::{ChildProcess, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_registrar_light");
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
+/// A registrar_light child process; SIGKILLed on drop.
+struct Daemon(ChildProcess);
 
 impl Daemon {
     fn spawn(dir: &Path, config: &str, cmdline: &str, flags: &Path) -> Daemon {
@@ -27,53 +25,27 @@ impl Daemon {
         let cmdline_file = dir.join("cmdline");
         std::fs::write(&config_file, config).unwrap();
         std::fs::write(&cmdline_file, cmdline).unwrap();
-        let log = dir.join(format!("daemon-{}.log", zos_testkit::unique_name("l")));
-        let child = Command::new(BIN)
-            .arg("--flags-dir")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--flags-dir")
             .arg(flags)
             .env("ZOS_CONFIG", &config_file)
             .env("ZOS_CMDLINE", &cmdline_file)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting registrar_light");
-        Daemon { child, log }
+            .env("RUST_LOG", "debug");
+        Daemon(ChildProcess::spawn("registrar_light", &mut cmd))
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    /// What it logged so far.
+    fn log(&mut self) -> String {
+        self.0.output()
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
 
     /// SIGTERM, then the exit status (a hang guard of 30 s).
     fn terminate(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.kill();
-        panic!(
-            "registrar_light did not exit within 30s of SIGTERM:\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.terminate(Duration::from_secs(30))
     }
 }
 

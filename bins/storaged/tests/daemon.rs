@@ -6,21 +6,16 @@
 #[path = "../../../crates/zos-storage/tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{Env, GIB, MIB, probe, sh};
 use zos_api::storage::{DeviceType, StorageClient};
-use zos_testkit::RedisServer;
+use zos_testkit::{ChildProcess, RedisServer};
 
 /// A storaged child process; SIGKILLed on drop.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+struct Daemon(ChildProcess);
 
 impl Daemon {
     fn start(
@@ -56,30 +51,17 @@ impl Daemon {
             .arg(env.flags_dir())
             .env("ZOS_CMDLINE", &cmdline)
             .env("RUST_LOG", "info")
-            .env_remove(zos_storage::failpoint::FAILPOINT_ENV)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env_remove(zos_storage::failpoint::FAILPOINT_ENV);
         if let Some(f) = failpoint {
             cmd.env(zos_storage::failpoint::FAILPOINT_ENV, f);
         }
-        let mut child = cmd.spawn().expect("spawning storaged");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("storaged: {line}");
-                if tx.send(line).is_err() {
-                    // Nobody listens any more; keep draining so the child never blocks on stderr.
-                }
-            }
-        });
-        Daemon { child, lines }
+        Daemon(ChildProcess::spawn("storaged", &mut cmd))
     }
 
     /// Wait until the module answers its status object (it serves the bus only after initialisation).
     async fn ready(&mut self, client: &StorageClient) {
         for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.0.try_wait() {
                 panic!("storaged exited during start: {status}");
             }
             if client
@@ -94,40 +76,19 @@ impl Daemon {
         panic!("storaged did not serve the bus");
     }
 
-    /// Wait for a stderr line containing `text` (or the daemon's exit).
+    /// Wait for a stderr line containing `text` (a failpoint).
     fn wait_for_line(&self, text: &str) {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(120)) {
-                Ok(line) if line.contains(text) => return,
-                Ok(_) => {}
-                Err(e) => panic!("storaged never printed {text:?}: {e}"),
-            }
-        }
+        self.0
+            .wait_for_line(text, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     fn kill(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.child.wait();
+        self.0.kill();
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.kill();
-        }
+        self.0.terminate(Duration::from_secs(60))
     }
 }
 

@@ -1,8 +1,10 @@
 //! Shared test harness: a real `redis-server` per test, prerequisite checks that fail in CI, unique names.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Whether missing prerequisites must fail tests rather than skip them (`CI=true` or `ZOS_TEST_PRIVILEGED=1`).
@@ -206,6 +208,143 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A daemon started by a test, SIGKILLed on drop. Its stderr is echoed to the test's output (prefixed with its
+/// name) and kept, so a test can wait for a log line (e.g. a failpoint) and read what it said.
+pub struct ChildProcess {
+    name: String,
+    child: Child,
+    lines: Mutex<mpsc::Receiver<String>>,
+    seen: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ChildProcess {
+    /// Spawn `cmd` with stdin and stdout on /dev/null and stderr captured.
+    pub fn spawn(name: &str, cmd: &mut Command) -> ChildProcess {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (prefix, kept) = (name.to_string(), seen.clone());
+        let reader = std::thread::spawn(move || {
+            // Drains until the child exits, so it never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{prefix}: {line}");
+                kept.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        ChildProcess {
+            name: name.to_string(),
+            child,
+            lines: Mutex::new(rx),
+            seen,
+            reader: Some(reader),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Everything it printed on stderr so far (all of it, once it has exited).
+    pub fn output(&mut self) -> String {
+        if self.try_wait().is_some()
+            && let Some(reader) = self.reader.take()
+        {
+            let _ = reader.join();
+        }
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// Wait for a stderr line containing `text`; `Err` with the reason when it exits or `limit` passes first.
+    pub fn wait_for_line(&self, text: &str, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) if line.contains(text) => return Ok(()),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(format!("{} exited without printing {text:?}", self.name));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
+                    return Err(format!(
+                        "{} did not print {text:?} within {limit:?}",
+                        self.name
+                    ));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// Whether it printed a line containing `text` (without waiting).
+    pub fn printed(&self, text: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|l| l.contains(text))
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit; after `limit`, SIGKILL and panic (a daemon must stop on SIGTERM).
+    pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        let output = self.output();
+        panic!(
+            "{} did not exit within {limit:?} of SIGTERM:\n{output}",
+            self.name
+        );
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.try_wait().is_none() {
+            self.kill();
+        }
     }
 }
 
