@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use zos_api::bus::{CallError, Client, Error, Server, StreamSink};
+use zos_api::bus::{CallError, Client, Error, Server, ServerHandle, StreamSink};
 use zos_testkit::RedisServer;
 use zos_types::{Bytes, GoDuration};
 
@@ -89,36 +89,12 @@ impl Calculator for Calc {
     }
 }
 
-struct Running {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        let _ = self.task.await;
-    }
-}
-
-fn serve(redis: &RedisServer, calc: Arc<Calc>, concurrency: usize) -> Running {
+fn serve(redis: &RedisServer, calc: Arc<Calc>, concurrency: usize) -> ServerHandle {
     let broker = zos_api::bus::Broker::parse(&redis.url()).unwrap();
-    let server = Server::new("calc", broker)
+    Server::new("calc", broker)
         .concurrency(concurrency)
-        .register(CalculatorContract::server(calc));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        server
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running {
-        stop: Some(tx),
-        task,
-    }
+        .register(CalculatorContract::server(calc))
+        .spawn()
 }
 
 fn client(redis: &RedisServer) -> CalculatorClient {
@@ -219,7 +195,7 @@ async fn calls_return_values_errors_and_protocol_errors() {
         .await
         .unwrap();
     assert_eq!(out, 3.0);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -272,7 +248,7 @@ async fn status_object_reports_objects_and_busy_workers() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoServer { .. }), "{err:?}");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -301,7 +277,7 @@ async fn concurrency_is_the_number_of_workers() {
             workers,
             "with {workers} workers"
         );
-        server.stop().await;
+        server.stop().await.unwrap();
     }
 }
 
@@ -345,7 +321,7 @@ async fn deadlines_bound_every_call() {
         1,
         "the expired request must not run"
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -384,7 +360,7 @@ async fn a_server_killed_mid_call_does_not_hang_the_caller() {
     // A new server instance serves again.
     let server = serve(&redis, Arc::new(Calc::default()), 1);
     assert_eq!(calc.add(2.0, 3.0).await.unwrap(), 5.0);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -442,7 +418,7 @@ async fn streams_deliver_events_and_survive_a_redis_restart() {
         event.is_ok(),
         "the stream delivers events after the redis restart"
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -459,7 +435,7 @@ async fn a_slow_subscriber_drops_and_counts_events() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(ticks.dropped() > 0, "dropped events are counted");
     ticks.recv().await.unwrap().unwrap();
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[test]

@@ -29,6 +29,6 @@ pub mod wire;
 pub use broker::{Broker, DEFAULT_BROKER};
 pub use client::{CallOptions, Client, DEFAULT_TIMEOUT};
 pub use error::Error;
-pub use server::{BoxFuture, RawSink, Server, ServerObject, StreamSink};
+pub use server::{BoxFuture, RawSink, Server, ServerHandle, ServerObject, StreamSink};
 pub use subscriber::Subscription;
 pub use wire::{CallError, ObjectId, Output, Status};

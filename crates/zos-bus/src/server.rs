@@ -214,6 +214,29 @@ impl<T: Serialize> StreamSink<T> {
     }
 }
 
+/// A server serving on a task of its own ([`Server::spawn`]). Dropping it asks the server to stop.
+pub struct ServerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+impl ServerHandle {
+    /// Stop pulling, let running calls finish, and wait for the server to end.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        let _ = self.stop.take().map(|s| s.send(()));
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+    }
+}
+
 /// A module's server. See the module docs.
 pub struct Server {
     module: String,
@@ -319,6 +342,18 @@ impl Server {
     /// The ids of the registered objects.
     pub fn object_ids(&self) -> Vec<ObjectId> {
         self.objects.iter().map(|o| o.id.clone()).collect()
+    }
+
+    /// Serve on a task of its own until [`ServerHandle::stop`] (or until the handle is dropped).
+    pub fn spawn(self) -> ServerHandle {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async {
+            let _ = stopped.await;
+        }));
+        ServerHandle {
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Serve until `shutdown` completes, then stop pulling, let running calls finish (up to 30 s) and return.

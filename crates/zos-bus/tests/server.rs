@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 use zos_bus::wire::{Request, Response};
-use zos_bus::{Broker, CallOptions, Client, ObjectId, Server, ServerObject, codec};
+use zos_bus::{Broker, CallOptions, Client, ObjectId, Server, ServerHandle, ServerObject, codec};
 use zos_testkit::RedisServer;
 use zos_types::{GoTime, msgpack};
 
@@ -28,19 +28,10 @@ fn echo_object(runs: Arc<AtomicUsize>) -> ServerObject {
     })
 }
 
-async fn start(redis: &RedisServer, runs: Arc<AtomicUsize>) -> tokio::sync::oneshot::Sender<()> {
-    let server =
-        Server::new("raw", Broker::parse(&redis.url()).unwrap()).register(echo_object(runs));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        server
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap()
-    });
-    tx
+fn start(redis: &RedisServer, runs: Arc<AtomicUsize>) -> ServerHandle {
+    Server::new("raw", Broker::parse(&redis.url()).unwrap())
+        .register(echo_object(runs))
+        .spawn()
 }
 
 async fn rpush(redis: &RedisServer, key: &str, payload: &[u8]) {
@@ -90,7 +81,7 @@ async fn replies_expire_and_carry_the_result() {
     }
     let redis = RedisServer::start();
     let runs = Arc::new(AtomicUsize::new(0));
-    let _stop = start(&redis, runs.clone()).await;
+    let _server = start(&redis, runs.clone());
     let id = uuid::Uuid::new_v4().to_string();
     rpush(&redis, "raw.echo@1.0", &request(&id, None)).await;
     // Wait until the reply exists, then check its TTL was set together with it.
@@ -117,7 +108,7 @@ async fn malformed_requests_get_a_protocol_error_and_never_crash_the_server() {
     }
     let redis = RedisServer::start();
     let runs = Arc::new(AtomicUsize::new(0));
-    let _stop = start(&redis, runs.clone()).await;
+    let _server = start(&redis, runs.clone());
 
     // Garbage that still names a reply key: a protocol-error reply.
     let id = uuid::Uuid::new_v4().to_string();
@@ -179,7 +170,7 @@ async fn a_request_pulled_after_its_deadline_is_dropped_not_run() {
     rpush(&redis, "raw.echo@1.0", &request(&valid_id, Some(future))).await;
 
     let runs = Arc::new(AtomicUsize::new(0));
-    let _stop = start(&redis, runs.clone()).await;
+    let _server = start(&redis, runs.clone());
     assert!(
         blpop(&redis, &valid_id, 5.0).await.is_some(),
         "the valid request runs"

@@ -36,34 +36,6 @@ fn peer() -> NodeKey {
     NodeKey::from_seed(&std::array::from_fn(|i| i as u8))
 }
 
-struct Running {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        let _ = self.task.await;
-    }
-}
-
-fn spawn_server(server: Server) -> Running {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        server
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running {
-        stop: Some(tx),
-        task,
-    }
-}
-
 fn broker(redis: &RedisServer) -> bus::Broker {
     bus::Broker::parse(&redis.url()).unwrap()
 }
@@ -73,7 +45,7 @@ fn serve_identity(
     redis: &RedisServer,
     farm_id: Option<u32>,
     tag_info: &std::path::Path,
-) -> Running {
+) -> bus::ServerHandle {
     let settings = Settings {
         farm_id,
         farm_secret: "s3cret".into(),
@@ -87,12 +59,11 @@ fn serve_identity(
     .with_clock(Arc::new(|| UNIX_EPOCH + Duration::from_secs(1_700_000_000)))
     .with_gateway_timeout(Duration::from_millis(500));
     let service = Arc::new(service);
-    spawn_server(
-        Server::new(zos_identity::MODULE, broker(redis))
-            .concurrency(zos_identity::DEFAULT_WORKERS)
-            .register(IdentityManagerContract::server(service.clone()))
-            .register(VersionMonitorContract::server(service)),
-    )
+    Server::new(zos_identity::MODULE, broker(redis))
+        .concurrency(zos_identity::DEFAULT_WORKERS)
+        .register(IdentityManagerContract::server(service.clone()))
+        .register(VersionMonitorContract::server(service))
+        .spawn()
 }
 
 fn identity(redis: &RedisServer) -> IdentityManagerClient {
@@ -155,12 +126,11 @@ impl RegistrarGateway for Gateway {
     }
 }
 
-fn serve_gateway(redis: &RedisServer, gateway: Arc<Gateway>) -> Running {
-    spawn_server(
-        Server::new(RegistrarGatewayContract::MODULE, broker(redis))
-            .concurrency(4)
-            .register(RegistrarGatewayContract::server(gateway)),
-    )
+fn serve_gateway(redis: &RedisServer, gateway: Arc<Gateway>) -> bus::ServerHandle {
+    Server::new(RegistrarGatewayContract::MODULE, broker(redis))
+        .concurrency(4)
+        .register(RegistrarGatewayContract::server(gateway))
+        .spawn()
 }
 
 #[tokio::test]
@@ -297,7 +267,7 @@ async fn every_manager_method_over_the_bus() {
         NodeKey::from_seed(&seed()).x25519_public()
     );
 
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -328,13 +298,13 @@ async fn farm_comes_from_the_registrar_gateway_and_is_cached() {
         1,
         "a non-empty name is cached"
     );
-    gw.stop().await;
+    gw.stop().await.unwrap();
     assert_eq!(
         id.farm().await.unwrap(),
         "freefarm",
         "cached: works without the gateway"
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 
     // A farm the registrar does not know: its error and kind come through.
     let server = serve_identity(&redis, Some(43), &tmp.path().join("tag.info"));
@@ -342,15 +312,15 @@ async fn farm_comes_from_the_registrar_gateway_and_is_cached() {
     let err = id.farm().await.unwrap_err();
     assert_eq!(err.kind(), Some("not_found"));
     assert!(err.to_string().contains("farm 43 not found"), "{err}");
-    server.stop().await;
+    server.stop().await.unwrap();
 
     // An orphan node (no farmer_id): FarmID and Farm say so.
     let server = serve_identity(&redis, None, &tmp.path().join("tag.info"));
     assert_eq!(id.farm_id().await.unwrap_err().kind(), Some("not_found"));
     let err = id.farm().await.unwrap_err();
     assert!(err.to_string().contains("farmer_id"), "{err}");
-    server.stop().await;
-    gw.stop().await;
+    server.stop().await.unwrap();
+    gw.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -384,8 +354,8 @@ async fn a_slow_farm_lookup_does_not_hold_up_signing() {
     assert!(!farm.is_finished(), "Farm is still waiting for the gateway");
     gateway.release.notify_one();
     assert_eq!(farm.await.unwrap().unwrap(), "freefarm");
-    gw.stop().await;
-    server.stop().await;
+    gw.stop().await.unwrap();
+    server.stop().await.unwrap();
 }
 
 /// Every secret the node has, and their printable forms.
@@ -491,8 +461,8 @@ async fn no_method_returns_the_seed_or_a_key_derived_from_it() {
         14,
         "a method was added or removed: review its inputs above"
     );
-    server.stop().await;
-    gw.stop().await;
+    server.stop().await.unwrap();
+    gw.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -525,7 +495,7 @@ async fn version_comes_from_the_release_and_is_streamed() {
     write_tag("tf-autobuilder/tags/v4.0.6");
     wait_for(&mut stream, Version::new(4, 0, 6)).await;
     assert_eq!(monitor.get_version().await.unwrap(), Version::new(4, 0, 6));
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 /// Receive stream events until `want` arrives (events from before a change may still come first). The timeout
