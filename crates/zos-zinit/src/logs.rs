@@ -83,7 +83,10 @@ impl Ring {
     /// Add one formatted line.
     pub fn push_raw(&self, line: impl Into<Arc<str>>) {
         let line = line.into();
-        let mut inner = self.inner.lock().expect("log ring lock");
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if inner.lines.len() == inner.capacity {
             inner.lines.pop_front();
         }
@@ -105,7 +108,7 @@ impl Ring {
     pub fn snapshot(&self) -> Vec<Arc<str>> {
         self.inner
             .lock()
-            .expect("log ring lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .lines
             .iter()
             .cloned()
@@ -114,7 +117,10 @@ impl Ring {
 
     /// Snapshot and subscribe atomically: no line is lost or repeated between the two.
     pub fn follow(&self) -> Follower {
-        let inner = self.inner.lock().expect("log ring lock");
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Follower {
             snapshot: inner.lines.iter().cloned().collect(),
             rx: inner.tx.subscribe(),

@@ -249,7 +249,10 @@ impl Manager {
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.inner.table.lock().expect("service table lock")
+        self.inner
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn changed(&self) {
@@ -418,7 +421,11 @@ impl Manager {
 
     /// The service's status (the `status` body).
     pub fn status(&self, name: &str) -> Result<RawStatus, Error> {
-        let table = self.inner.table.lock().expect("service table lock");
+        let table = self
+            .inner
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = table
             .services
             .get(name)
@@ -832,7 +839,10 @@ impl TestRun {
     /// Stop testing: kill the test process (and its group) and end the loop.
     fn cancel(self) {
         let pid = {
-            let mut cell = self.cell.lock().expect("test lock");
+            let mut cell = self
+                .cell
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             cell.cancelled = true;
             std::mem::take(&mut cell.pid)
         };
@@ -859,7 +869,9 @@ impl TestRun {
         let mut reported = false;
         loop {
             let spawned = {
-                let mut cell = cell.lock().expect("test lock");
+                let mut cell = cell
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if cell.cancelled {
                     return;
                 }
@@ -881,7 +893,9 @@ impl TestRun {
                     manager.pump_output(&prefix, &mut spawned);
                     let pid = spawned.pid;
                     let exit = timeout(opts.test_timeout, spawned.exit).await;
-                    cell.lock().expect("test lock").pid = 0;
+                    cell.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .pid = 0;
                     match exit {
                         Ok(Ok(status)) if status.success() => {
                             manager.test_result(&name, generation, seq, State::Running);

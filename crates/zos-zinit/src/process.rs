@@ -60,7 +60,11 @@ impl Reaper {
     fn run(&self) {
         loop {
             // Read before waiting, so a spawn racing with an ECHILD answer is not slept through.
-            let seen = *self.spawned.0.lock().expect("reaper lock");
+            let seen = *self
+                .spawned
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // SAFETY: siginfo_t is plain data; zeroed is a valid value for waitid to fill.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
             // SAFETY: waitid only writes into `info`.
@@ -75,7 +79,9 @@ impl Reaper {
                 Some(libc::ECHILD) => {
                     // No children: sleep until the next spawn (orphans only come from our own descendants).
                     let (lock, cvar) = &self.spawned;
-                    let guard = lock.lock().expect("reaper lock");
+                    let guard = lock
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let _ = cvar
                         .wait_timeout_while(guard, Duration::from_secs(1), |n| *n == seen)
                         .expect("reaper lock");
@@ -87,7 +93,10 @@ impl Reaper {
 
     /// Collect every exited child.
     fn reap(&self) {
-        let mut waiters = self.waiters.lock().expect("reaper lock");
+        let mut waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             let mut status = 0;
             // SAFETY: waitpid only writes the status integer we pass.
@@ -115,7 +124,10 @@ impl Reaper {
     /// Spawn `cmd` and register for its exit. The command should put the child in its own process group.
     /// Call inside a tokio runtime (the pipes are registered with it).
     pub fn spawn(&self, cmd: &mut Command) -> io::Result<Spawned> {
-        let mut waiters = self.waiters.lock().expect("reaper lock");
+        let mut waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut child = cmd.spawn()?;
         let pid = child.id() as i32;
         let (tx, exit) = oneshot::channel();
@@ -123,7 +135,9 @@ impl Reaper {
         drop(waiters);
         {
             let (lock, cvar) = &self.spawned;
-            *lock.lock().expect("reaper lock") += 1;
+            *lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
             cvar.notify_all();
         }
         // The std::process::Child is dropped without waiting: the reaper owns the exit status.
