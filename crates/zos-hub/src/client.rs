@@ -129,22 +129,20 @@ impl HubClient {
         format!("{}{}", self.base, path)
     }
 
+    /// `GET url`: the body of a successful answer.
+    async fn get_body(&self, url: &str) -> Result<Vec<u8>, ClientError> {
+        let http = |source| ClientError::Http {
+            url: url.to_string(),
+            source,
+        };
+        let r = self.http.get(url).send().await.map_err(http)?;
+        let r = check(r, url).await?;
+        r.bytes().await.map(|b| b.to_vec()).map_err(http)
+    }
+
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
-        let r = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
-        let r = check(r, &url).await?;
-        let body = r.bytes().await.map_err(|source| ClientError::Http {
-            url: url.clone(),
-            source,
-        })?;
+        let body = self.get_body(&url).await?;
         serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
             url,
             reason: format!("bad JSON: {e}"),
@@ -188,20 +186,8 @@ impl HubClient {
     /// The hash the hub publishes for a flist URL: `GET <url>.md5`, which must be 32 hex digits.
     pub async fn flist_hash(&self, flist_url: &str) -> Result<String, ClientError> {
         let url = format!("{flist_url}.md5");
-        let r = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
-        let r = check(r, &url).await?;
-        let text = r.text().await.map_err(|source| ClientError::Http {
-            url: url.clone(),
-            source,
-        })?;
+        let body = self.get_body(&url).await?;
+        let text = String::from_utf8_lossy(&body);
         let h = text.trim().to_ascii_lowercase();
         if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ClientError::Protocol {

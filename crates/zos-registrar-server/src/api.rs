@@ -652,6 +652,23 @@ async fn create_node(
     Ok((StatusCode::CREATED, Json(NodeCreated { node_id })).into_response())
 }
 
+/// Authenticate the request and check that the node `id` exists and belongs to the authenticated twin.
+async fn owned_node(
+    state: &AppState,
+    id: u64,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<()> {
+    let who = authenticate(state, headers, method, uri, body).await?;
+    let after = online_after(state);
+    let node = db(state, move |s| s.node(id, after))
+        .await?
+        .ok_or_else(|| ApiError::not_found("node not found"))?;
+    ensure_owner(who, node.twin_id)
+}
+
 async fn update_node(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -661,12 +678,7 @@ async fn update_node(
     body: Bytes,
 ) -> ApiResult<Response> {
     let id = parse_id("node id", &id)?;
-    let who = authenticate(&state, &headers, &method, &uri, &body).await?;
-    let after = online_after(&state);
-    let node = db(&state, move |s| s.node(id, after))
-        .await?
-        .ok_or_else(|| ApiError::not_found("node not found"))?;
-    ensure_owner(who, node.twin_id)?;
+    owned_node(&state, id, &method, &uri, &headers, &body).await?;
     let req: NodeUpdate = parse_body(&body)?;
     if req.farm_id == Some(0) {
         return Err(ApiError::bad_request("farm_id must be at least 1"));
@@ -691,12 +703,7 @@ async fn report_uptime(
     body: Bytes,
 ) -> ApiResult<Response> {
     let id = parse_id("node id", &id)?;
-    let who = authenticate(&state, &headers, &method, &uri, &body).await?;
-    let after = online_after(&state);
-    let node = db(&state, move |s| s.node(id, after))
-        .await?
-        .ok_or_else(|| ApiError::not_found("node not found"))?;
-    ensure_owner(who, node.twin_id)?;
+    owned_node(&state, id, &method, &uri, &headers, &body).await?;
     let req: UptimeReportRequest = parse_body(&body)?;
     if req.uptime == 0 {
         return Err(ApiError::bad_request("uptime must be at least 1 second"));
